@@ -1,0 +1,55 @@
+"""Creates what the pipelines expect on a fresh stack: databases, buckets, secrets."""
+
+import json
+
+import boto3
+from botocore.exceptions import ClientError
+
+from sqlgym_pipelines.lib import pg
+from sqlgym_pipelines.local.stack import StackInfo
+
+DATABASES = ("dagster", "sqlgym", "warehouse")
+NEON_MAIN_DATABASE = "neon_main"  # the local Neon `main` branch (see lib/neon_local.py)
+
+
+def aws_client(info: StackInfo, service: str):
+    env = info.env()
+    return boto3.client(
+        service,
+        endpoint_url=info.s3_endpoint_url,
+        region_name=info.region,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def buckets(info: StackInfo) -> list[str]:
+    env = info.env()
+    return [
+        env["SQLGYM_LAKE_BUCKET"],
+        env["SQLGYM_DATALAKE_BUCKET"],
+        env["SQLGYM_CSV_BUCKET"],
+        env["ATHENA_OUTPUT_LOCATION"].removeprefix("s3://").split("/")[0],
+    ]
+
+
+def provision(info: StackInfo) -> None:
+    """Idempotent: safe on every `up`."""
+    for dbname in (*DATABASES, NEON_MAIN_DATABASE):
+        pg.create_database(info.pg_url, dbname)
+    s3 = aws_client(info, "s3")
+    for bucket in buckets(info):
+        try:
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": info.region}
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+    sm = aws_client(info, "secretsmanager")
+    for name, dbname in (("sqlgym/local/source-db", "sqlgym"), ("sqlgym/local/target-db", "warehouse")):
+        value = json.dumps({"url": info.url_for(dbname), "dbname": dbname})
+        try:
+            sm.create_secret(Name=name, SecretString=value)
+        except sm.exceptions.ResourceExistsException:
+            sm.put_secret_value(SecretId=name, SecretString=value)
