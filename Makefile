@@ -1,0 +1,69 @@
+# sqlgym-pipelines: one command to run the project on its local stack, one to test it.
+# Every target installs what it needs first (from the committed lock file).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 3000
+DATE   ?=
+LOCAL  := $(BIN)/python -m sqlgym_pipelines.local
+export UV_PYTHON_DOWNLOADS := never
+
+.DEFAULT_GOAL := help
+.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy seed lint format check-defs clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: run make PYTHON=/path/to/python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv==0.13.8
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## create/refresh .venv from requirements.lock (fast when nothing changed)
+
+dev: install ## local stack + demo data + dagster dev on http://127.0.0.1:$(PORT); Ctrl-C stops all
+	$(LOCAL) dev --port $(PORT)
+
+test: install ## the whole test suite (starts and stops its own Postgres and S3 servers)
+	$(BIN)/python -m pytest pipelines_tests
+
+demo: install ## local stack + demo data + materialize the graph for yesterday (DATE=...), then stop
+	$(LOCAL) demo $(if $(DATE),--date $(DATE))
+
+stack-up: install ## start the local stack (Postgres + moto) in the background
+	$(LOCAL) up
+
+stack-down: install ## stop exactly the processes stack-up started
+	$(LOCAL) down
+
+stack-status: install ## show the local stack's processes and endpoints
+	$(LOCAL) status
+
+stack-destroy: install ## stop the stack and delete its Postgres data
+	$(LOCAL) destroy
+
+seed: install ## (re)load the demo data into the running local stack
+	$(LOCAL) seed
+
+lint: install ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## ruff fix + format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+check-defs: install ## dagster definitions validate
+	$(BIN)/dagster definitions validate -m sqlgym_pipelines.definitions
+
+lock: ## re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra snowflake --python-version 3.11 -o requirements.lock
+
+clean: ## stop the stack, remove .venv and .local
+	-$(LOCAL) down
+	rm -rf $(VENV) .local
