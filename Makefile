@@ -11,7 +11,7 @@ LOCAL  := $(BIN)/python -m sqlgym_pipelines.local
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy seed lint format check-defs clean
+.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed lint format check-defs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ stack-status: install ## show the local stack's processes and endpoints
 
 stack-destroy: install ## stop the stack and delete its Postgres data
 	$(LOCAL) destroy
+
+stack-env: install ## print the running stack's variables (eval "$$(make -s stack-env)")
+	@$(LOCAL) env | sed 's/^/export /'
 
 seed: install ## (re)load the demo data into the running local stack
 	$(LOCAL) seed
