@@ -9,6 +9,8 @@ PORT   ?= 3000
 DATE   ?=
 LOCAL  := $(BIN)/python -m sqlgym_pipelines.local
 export UV_PYTHON_DOWNLOADS := never
+# Trust the machine's CA store (uv defaults to its bundled roots, which a TLS proxy breaks).
+export UV_SYSTEM_CERTS := 1
 
 .DEFAULT_GOAL := help
 .PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed lint format check-defs clean
@@ -62,7 +64,8 @@ format: install ## ruff fix + format
 	$(BIN)/ruff format .
 
 check-defs: install ## dagster definitions validate
-	$(BIN)/dagster definitions validate -m sqlgym_pipelines.definitions
+	@# an empty DAGSTER_HOME: without one the CLI would read ./dagster.yaml (Postgres storage)
+	d=$$(mktemp -d) && DAGSTER_HOME=$$d $(BIN)/dagster definitions validate -w workspace.yaml; s=$$?; rm -rf $$d; exit $$s
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra snowflake --python-version 3.11 -o requirements.lock

@@ -51,7 +51,9 @@ def pg_db(stack) -> str:
     pg.create_database(stack.pg_url, name)
     yield stack.url_for(name)
     with pg.connection(stack.pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

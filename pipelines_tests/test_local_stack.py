@@ -50,7 +50,9 @@ def test_up_answers_reuses_and_down_leaves_nothing(fresh_root):
         conn.execute("INSERT INTO t VALUES (1, 'one'), (2, 'two')")
         assert conn.execute("SELECT name FROM t ORDER BY id").fetchall() == [("one",), ("two",)]
     s3 = _s3(info)
-    s3.create_bucket(Bucket="stack-test", CreateBucketConfiguration={"LocationConstraint": info.region})
+    s3.create_bucket(
+        Bucket="stack-test", CreateBucketConfiguration={"LocationConstraint": info.region}
+    )
     s3.put_object(Bucket="stack-test", Key="x/y.bin", Body=b"\x00payload")
     assert s3.get_object(Bucket="stack-test", Key="x/y.bin")["Body"].read() == b"\x00payload"
 

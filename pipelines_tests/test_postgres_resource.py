@@ -48,7 +48,9 @@ def test_bad_credentials_name_the_server_not_the_password(stack):
 
 def test_unreachable_server_and_malformed_url():
     with pytest.raises(ConnectionFailed, match="127.0.0.1:1/"):
-        PostgresResource(url="postgresql://u:p@127.0.0.1:1/db", connect_timeout_s=2).server_version()
+        PostgresResource(
+            url="postgresql://u:p@127.0.0.1:1/db", connect_timeout_s=2
+        ).server_version()
     with pytest.raises(ConfigError, match="malformed Postgres URL.*invalid URI query parameter"):
         PostgresResource(url="postgresql://u:p@h:5432/db?colour=red").server_version()
     with pytest.raises(ConfigError, match="malformed Postgres URL .mysql://u@h/db"):

@@ -37,9 +37,13 @@ def test_pyarrow_writes_parquet_boto3_sees_it(s3_res, s3_bucket):
     assert head["ContentLength"] > 0
     back = pq.read_table(f"{s3_bucket}/lake/t.parquet", filesystem=fs)
     assert back.equals(table)
-    assert pq.ParquetFile(fs.open_input_file(f"{s3_bucket}/lake/t.parquet")).metadata.row_group(
-        0
-    ).column(0).compression == "SNAPPY"
+    assert (
+        pq.ParquetFile(fs.open_input_file(f"{s3_bucket}/lake/t.parquet"))
+        .metadata.row_group(0)
+        .column(0)
+        .compression
+        == "SNAPPY"
+    )
 
 
 def test_missing_object_is_a_clear_error(s3_res, s3_bucket):

@@ -32,7 +32,9 @@ def conninfo(
 ) -> str:
     """A libpq conninfo from a URL plus the session settings every connection of ours carries."""
     if not url:
-        raise ConfigError("empty Postgres URL: set it to postgresql://user:password@host:port/dbname")
+        raise ConfigError(
+            "empty Postgres URL: set it to postgresql://user:password@host:port/dbname"
+        )
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:

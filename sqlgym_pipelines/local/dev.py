@@ -103,7 +103,9 @@ def yesterday() -> str:
     return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
 
 
-def run_demo(stack: LocalStack, info: StackInfo, *, date: str | None, stop_stack_after: bool) -> int:
+def run_demo(
+    stack: LocalStack, info: StackInfo, *, date: str | None, stop_stack_after: bool
+) -> int:
     """up + seed + materialize every asset for one date headless, print a summary, stop."""
     date = date or yesterday()
     try:

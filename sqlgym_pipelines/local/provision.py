@@ -44,10 +44,16 @@ def provision(info: StackInfo) -> None:
                 Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": info.region}
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if exc.response["Error"]["Code"] not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
                 raise
     sm = aws_client(info, "secretsmanager")
-    for name, dbname in (("sqlgym/local/source-db", "sqlgym"), ("sqlgym/local/target-db", "warehouse")):
+    for name, dbname in (
+        ("sqlgym/local/source-db", "sqlgym"),
+        ("sqlgym/local/target-db", "warehouse"),
+    ):
         value = json.dumps({"url": info.url_for(dbname), "dbname": dbname})
         try:
             sm.create_secret(Name=name, SecretString=value)

@@ -7,6 +7,7 @@ State lives under one directory (SQLGYM_LOCAL_DIR, default `<project>/.local`):
   stack.env                  the endpoints, as KEY=VALUE lines for Dagster, make and tests
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -68,6 +69,7 @@ class StackInfo:
             "SQLGYM_ATHENA_ENGINE": "duckdb",
             "SQLGYM_SECRETS_BACKEND": "aws",
             "SNOWFLAKE_MODE": "fakesnow",
+            "SNOWFLAKE_FAKESNOW_DB_PATH": str(Path(self.root) / "fakesnow"),
             "SQLGYM_LAKE_BUCKET": "sqlgym-lake-local",
             "SQLGYM_DATALAKE_BUCKET": "sqlgym-datalake-dev-35315550",
             "SQLGYM_CSV_BUCKET": "sqlgym-csv-landing-local",
@@ -188,7 +190,9 @@ class LocalStack:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 tail = (self.root / "moto.log").read_text(errors="replace")[-2000:]
-                raise StackError(f"moto's server did not start (see {self.root / 'moto.log'}):\n{tail}")
+                raise StackError(
+                    f"moto's server did not start (see {self.root / 'moto.log'}):\n{tail}"
+                )
             time.sleep(0.05)
         return proc.pid, int(port_file.read_text())
 
@@ -217,7 +221,5 @@ def _terminate(pid: int | None, marker: str, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
     if _alive(pid, marker):
         os.kill(pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it was our child
-    except ChildProcessError:
-        pass

@@ -2,12 +2,12 @@
 
 import contextlib
 from collections.abc import Iterator
+
 import dagster as dg
 import psycopg
 from pydantic import Field, field_validator
 
 from sqlgym_pipelines.lib import pg
-
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -15,7 +15,9 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 class PostgresResource(dg.ConfigurableResource):
     """A Postgres database by URL; every connection carries our app name and timeouts."""
 
-    url: str = Field(description="postgresql://user:password@host:port/dbname (give it as an EnvVar)")
+    url: str = Field(
+        description="postgresql://user:password@host:port/dbname (give it as an EnvVar)"
+    )
     application_name: str = "sqlgym-pipelines"
     statement_timeout_ms: int = Field(
         default=0, description="per-statement limit in ms; 0 = the server's default"

@@ -56,7 +56,9 @@ class SecretsResource(dg.ConfigurableResource):
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"secret {name!r} is not valid JSON ({exc.msg} at {exc.pos})") from exc
+            raise ConfigError(
+                f"secret {name!r} is not valid JSON ({exc.msg} at {exc.pos})"
+            ) from exc
         if not isinstance(value, dict):
             raise ConfigError(f"secret {name!r} is JSON but not an object ({type(value).__name__})")
         return value
