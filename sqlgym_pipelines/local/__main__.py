@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             info, _ = _up(stack)
             seed_all(info, scale=args.scale)
         elif args.command == "dev":
-            from sqlgym_pipelines.local.dev import run_dev
+            from sqlgym_pipelines.local.dev import check_ui_port, run_dev
 
+            check_ui_port(args.port)
             info, started = _up(stack)
             return run_dev(stack, info, port=args.port, stop_stack_after=started)
         elif args.command == "demo":

@@ -35,15 +35,24 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def run_dev(stack: LocalStack, info: StackInfo, *, port: int, stop_stack_after: bool) -> int:
-    """up + seed + `dagster dev`; Ctrl-C (or SIGTERM) stops Dagster, then the stack if we started it."""
+def check_ui_port(port: int) -> None:
+    """Before starting anything: the UI's port must be free."""
     if not port_is_free(port):
         raise StackError(
             f"port {port} on 127.0.0.1 is in use (another dagster dev?). Stop it, or run "
             f"`make dev PORT=<free port>`."
         )
-    seed_all(info)
-    env = dagster_env(info)
+
+
+def run_dev(stack: LocalStack, info: StackInfo, *, port: int, stop_stack_after: bool) -> int:
+    """seed + `dagster dev`; Ctrl-C (or SIGTERM) stops Dagster, then the stack if we started it."""
+    try:
+        seed_all(info)
+        env = dagster_env(info)
+    except BaseException:
+        if stop_stack_after:
+            stack.down()
+        raise
     cmd = [
         str(Path(sys.executable).parent / "dagster"), "dev",
         "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port),
