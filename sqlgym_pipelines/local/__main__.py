@@ -32,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("destroy", help="down, then delete the Postgres data dir")
     sub.add_parser("status", help="show what runs, exit 1 if the stack is not running")
     sub.add_parser("env", help="print the stack's environment as KEY=VALUE lines")
-    seed = sub.add_parser("seed", help="load demo data into the running stack")
+    seed = sub.add_parser("seed", help="(re)load demo data into the stack (starts it if needed)")
     seed.add_argument("--scale", type=float, default=1.0, help="demo data size multiplier")
+    seed.add_argument(
+        "--keep", action="store_true", help="keep existing rows, add missing ones (default: reset)"
+    )
     dev = sub.add_parser("dev", help="up + seed + dagster dev; Ctrl-C stops everything it started")
     dev.add_argument("--port", type=int, default=3000)
     demo = sub.add_parser("demo", help="up + seed + materialize the graph for yesterday, then stop")
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             from sqlgym_pipelines.local.demo import seed_all
 
             info, _ = _up(stack)
-            seed_all(info, scale=args.scale)
+            seed_all(info, scale=args.scale, reset=not args.keep)
         elif args.command == "dev":
             from sqlgym_pipelines.local.dev import check_ui_port, run_dev
 

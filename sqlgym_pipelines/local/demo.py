@@ -7,14 +7,15 @@ from sqlgym_pipelines.lib import pg
 from sqlgym_pipelines.local.demo_sqlgym import seed_sqlgym
 from sqlgym_pipelines.local.stack import StackInfo
 
-# One seeder per source: (name, fn(info, scale) -> rows per table). A pipeline that needs
-# demo data appends its own step here; seed_all runs them in order.
-Seeder = Callable[[StackInfo, float], dict[str, int]]
+# One seeder per source: (name, fn(info, scale, reset) -> rows per table). A pipeline that
+# needs demo data appends its own step here; seed_all runs them in order. reset=False keeps
+# what is there (a restarted `make dev` keeps the user's changes) and adds what is missing.
+Seeder = Callable[[StackInfo, float, bool], dict[str, int]]
 
 
-def _seed_sqlgym_source(info: StackInfo, scale: float) -> dict[str, int]:
+def _seed_sqlgym_source(info: StackInfo, scale: float, reset: bool) -> dict[str, int]:
     pg.create_database(info.pg_url, "sqlgym")  # provision() makes it; a bare stack may not have
-    return seed_sqlgym(info.url_for("sqlgym"), scale=scale)
+    return seed_sqlgym(info.url_for("sqlgym"), scale=scale, reset=reset)
 
 
 STEPS: list[tuple[str, Seeder]] = [
@@ -22,12 +23,14 @@ STEPS: list[tuple[str, Seeder]] = [
 ]
 
 
-def seed_all(info: StackInfo, scale: float = 1.0) -> dict[str, dict[str, int]]:
+def seed_all(
+    info: StackInfo, scale: float = 1.0, *, reset: bool = False
+) -> dict[str, dict[str, int]]:
     """Run every seeder against the stack and print rows per table; returns {step: {table: rows}}."""
     results: dict[str, dict[str, int]] = {}
     for name, seeder in STEPS:
         started = time.monotonic()
-        counts = seeder(info, scale)
+        counts = seeder(info, scale, reset)
         results[name] = counts
         elapsed = time.monotonic() - started
         print(f"seeded {name} in {elapsed:.1f}s ({sum(counts.values()):,} rows)")
