@@ -13,7 +13,8 @@ a dict or a JSON file shaped like:
 
 `style` is "none", "hive" (`key=value` dirs) or "directory" (plain values, named by
 `columns` in path order, or by an Athena-style `template`). Partition columns are strings
-unless `columns` types them.
+unless `columns` types them. An optional `"views": {"name": "SELECT ..."}` holds views (their
+Athena SQL), as `CREATE VIEW` through the engine also does.
 """
 
 import json
@@ -183,12 +184,16 @@ class CatalogTable:
 
 @dataclass
 class Catalog:
-    """Table name (lower case, as Athena folds it) -> CatalogTable."""
+    """Table name (lower case, as Athena folds it) -> CatalogTable; view name -> its SELECT."""
 
     tables: dict[str, CatalogTable] = field(default_factory=dict)
+    views: dict[str, str] = field(default_factory=dict)  # Athena SQL, expanded at query time
 
     def add(self, table: CatalogTable) -> None:
         self.tables[table.name.lower()] = table
+
+    def add_view(self, name: str, select_sql: str) -> None:
+        self.views[name.lower()] = select_sql
 
     def get(self, name: str) -> CatalogTable | None:
         return self.tables.get(name.lower())
@@ -203,8 +208,12 @@ class Catalog:
             raise ConfigError(
                 "catalog 'tables' must map table names to {location, format, partitioning, columns}"
             )
+        views = (raw or {}).get("views") or {}
+        if not isinstance(views, Mapping) or not all(isinstance(v, str) for v in views.values()):
+            raise ConfigError("catalog 'views' must map view names to their SELECT (Athena SQL)")
         return cls(
-            {name.lower(): CatalogTable.from_dict(name, spec) for name, spec in tables.items()}
+            {name.lower(): CatalogTable.from_dict(name, spec) for name, spec in tables.items()},
+            {name.lower(): select for name, select in views.items()},
         )
 
     @classmethod

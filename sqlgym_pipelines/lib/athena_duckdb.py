@@ -100,6 +100,29 @@ def parse_athena(sql: str) -> exp.Expression:
     return statements[0]
 
 
+def _in_database(table: exp.Table, database: str | None) -> bool:
+    return not (table.db and database and table.db.lower() != database.lower())
+
+
+def expand_views(
+    tree: exp.Expression, catalog: Catalog, database: str | None, _path: tuple[str, ...] = ()
+) -> None:
+    """Replace each view the query names with its SELECT as a subquery, like Trino inlines views."""
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in list(tree.find_all(exp.Table)):
+        name = table.name.lower()
+        if name not in catalog.views or (not table.db and name in ctes):
+            continue
+        if not _in_database(table, database):
+            continue  # referenced_tables names the unknown table
+        if name in _path:
+            raise QueryFailed(f"view {name!r} refers to itself: {' -> '.join((*_path, name))}")
+        body = parse_athena(catalog.views[name])
+        expand_views(body, catalog, database, (*_path, name))
+        alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(table.name))
+        table.replace(exp.Subquery(this=body, alias=alias))
+
+
 def referenced_tables(
     tree: exp.Expression, catalog: Catalog, database: str | None
 ) -> list[CatalogTable]:
@@ -111,10 +134,10 @@ def referenced_tables(
         if not table.db and name in ctes:
             continue
         entry = catalog.get(name)
-        if entry is None or (table.db and database and table.db.lower() != database.lower()):
+        if entry is None or not _in_database(table, database):
             raise QueryFailed(
                 f"unknown table {table.sql(dialect='trino')!r}: the catalog has "
-                f"{', '.join(catalog.names()) or 'no tables'}"
+                f"{', '.join(catalog.names() + sorted(catalog.views)) or 'no tables'}"
                 + (f" (in database {database!r})" if database else "")
             )
         table.set("db", None)
@@ -246,6 +269,10 @@ class DuckDBAthena:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run one Athena statement (`?` placeholders bound from params); the result as Arrow."""
         tree = parse_athena(sql)
+        if isinstance(tree, exp.Create) and tree.kind == "VIEW":
+            self.create_view(tree, sql)
+            return pa.table({})  # Athena's DDL result: no rows, no columns
+        expand_views(tree, self.catalog, self.database)
         tables = referenced_tables(tree, self.catalog, self.database)
         datasets = {t.name: self.dataset(t) for t in tables}
         duck_sql = translate(tree, {name: d.schema for name, d in datasets.items()})
@@ -259,6 +286,31 @@ class DuckDBAthena:
             raise QueryFailed(
                 f"{exc} (query: {_head(sql)!r}; as DuckDB: {_head(duck_sql)!r})"
             ) from exc
+
+    def create_view(self, tree: exp.Create, sql: str) -> None:
+        """`CREATE [OR REPLACE] VIEW name AS SELECT ...`: kept in this engine's catalog."""
+        target = tree.this
+        if not isinstance(target, exp.Table) or not isinstance(tree.expression, exp.Query):
+            raise QueryFailed(
+                f"the local engine supports CREATE [OR REPLACE] VIEW name AS SELECT ... only "
+                f"(no column list) (query: {_head(sql)!r})"
+            )
+        name = target.name.lower()
+        if not _in_database(target, self.database):
+            raise QueryFailed(
+                f"view {target.sql(dialect='trino')!r} is not in database {self.database!r}"
+            )
+        if name in self.catalog.tables:
+            raise QueryFailed(f"{name!r} is a table: name the view differently")
+        if name in self.catalog.views and not tree.args.get("replace"):
+            raise QueryFailed(
+                f"{name!r} already exists: use CREATE OR REPLACE VIEW (query: {_head(sql)!r})"
+            )
+        # Athena analyzes the view when it is created: unknown tables fail now, not at first use.
+        body = tree.expression.copy()
+        expand_views(body, self.catalog, self.database)
+        referenced_tables(body, self.catalog, self.database)
+        self.catalog.add_view(name, tree.expression.sql(dialect="trino"))
 
     def dataset(self, table: CatalogTable) -> ds.Dataset:
         """The table's files as one pyarrow dataset, partition columns included."""

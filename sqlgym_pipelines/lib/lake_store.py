@@ -71,6 +71,16 @@ class LakeStore:
             body[name] = [DataFile(**f) for f in body.get(name, [])]
         return sync_id, PartitionSync(**body)
 
+    def sync_id_taken(self, table: str, sync_id: str) -> bool:
+        """A record or staging already uses this id (e.g. a sync that crashed in the same second)."""
+        staged = self.s3.list_objects_v2(
+            Bucket=self.loc.bucket, Prefix=self.loc.staging_prefix(table, sync_id), MaxKeys=1
+        )
+        return (
+            bool(staged.get("KeyCount"))
+            or self._get_json(self.loc.record_key(table, sync_id)) is not None
+        )
+
     def _list_keys(self, prefix: str) -> list[dict]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.loc.bucket, Prefix=prefix

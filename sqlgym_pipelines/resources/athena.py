@@ -76,6 +76,8 @@ class AthenaResource(dg.ConfigurableResource):
 
     # Tables added at run time by register_table; they shadow the configured catalog.
     _registered: dict[str, CatalogTable] = PrivateAttr(default_factory=dict)
+    # Views created by `CREATE VIEW` through the duckdb engine; kept like Athena keeps them in Glue.
+    _views: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run one statement (`?` placeholders bound from params) and return its rows, typed."""
@@ -132,12 +134,15 @@ class AthenaResource(dg.ConfigurableResource):
         return table
 
     def load_catalog(self) -> Catalog:
-        """catalog_path, then `catalog` over it, then tables from register_table over both."""
+        """catalog_path, then `catalog` over it, then tables from register_table / views from CREATE VIEW."""
         merged = Catalog.from_json(self.catalog_path) if self.catalog_path else Catalog()
-        for table in Catalog.from_dict(self.catalog).tables.values():
+        configured = Catalog.from_dict(self.catalog)
+        for table in configured.tables.values():
             merged.add(table)
+        merged.views.update(configured.views)
         for table in self._registered.values():
             merged.add(table)
+        merged.views.update(self._views)
         return merged
 
     @contextmanager
@@ -161,6 +166,7 @@ class AthenaResource(dg.ConfigurableResource):
         try:
             yield engine
         finally:
+            self._views.update(engine.catalog.views)  # each session is a new engine
             engine.close()
 
     def _boto_session(self) -> boto3.Session:

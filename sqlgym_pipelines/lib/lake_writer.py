@@ -1,0 +1,97 @@
+"""Write a stream of record batches into one staged Parquet file per day, a row group at a time."""
+
+import datetime as dt
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs
+import pyarrow.parquet as pq
+
+from sqlgym_pipelines.lib.lake_layout import DataFile
+
+SYNCED_AT = "_synced_at"
+
+
+class DayFiles:
+    """Rows arrive ordered by day; each day's rows go to the file `path_for(day)`.
+
+    Batches are buffered up to `row_group_rows` so row groups have a reader-friendly size
+    (ParquetWriter writes one row group per call); memory is bounded by that buffer.
+    """
+
+    def __init__(
+        self,
+        fs: pyarrow.fs.FileSystem,
+        schema: pa.Schema,
+        path_for: Callable[[dt.date], str],
+        *,
+        synced_at: dt.datetime,
+        row_group_rows: int = 262_144,
+    ):
+        self.fs, self.path_for, self.row_group_rows = fs, path_for, row_group_rows
+        self.synced_at = pa.scalar(synced_at, pa.timestamp("us", tz="UTC"))
+        self.schema = schema.append(pa.field(SYNCED_AT, pa.timestamp("us", tz="UTC")))
+        self.day: dt.date | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.buffer: list[pa.RecordBatch] = []
+        self.buffered = 0
+        self.rows = 0
+        self.written: dict[dt.date, DataFile] = {}
+
+    def write(self, batch: pa.RecordBatch, day: dt.date) -> None:
+        if self.day != day:
+            if self.day is not None and day < self.day:
+                raise RuntimeError(
+                    f"rows for {day} arrived after {self.day}: the query must be ordered"
+                )
+            self._close()
+            self.day = day
+            path = self.path_for(day)
+            # Given the path (not a stream) the writer owns the stream and closes it, which is
+            # what completes the S3 upload.
+            self.writer = pq.ParquetWriter(
+                path, self.schema, filesystem=self.fs, compression="snappy"
+            )
+            self.path = path
+        column = pa.repeat(self.synced_at, batch.num_rows)
+        self.buffer.append(pa.RecordBatch.from_arrays([*batch.columns, column], schema=self.schema))
+        self.buffered += batch.num_rows
+        self.rows += batch.num_rows
+        if self.buffered >= self.row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buffer:
+            self.writer.write_table(
+                pa.Table.from_batches(self.buffer), row_group_size=self.row_group_rows
+            )
+            self.buffer, self.buffered = [], 0
+
+    def _close(self) -> None:
+        if self.writer is None:
+            return
+        self._flush()
+        self.writer.close()
+        size = self.fs.get_file_info(self.path).size
+        self.written[self.day] = DataFile(key=self.path, rows=self.rows, bytes=size)
+        self.writer, self.rows = None, 0
+
+    def close(self) -> dict[dt.date, DataFile]:
+        """Finish the last file; returns day -> the file written (its key is the fs path)."""
+        self._close()
+        return self.written
+
+
+def split_by_day(batch: pa.RecordBatch, cursor: str) -> list[tuple[dt.date, pa.RecordBatch]]:
+    """Consecutive runs of the batch by the UTC day of `cursor`, without that column."""
+    if batch.num_rows == 0:
+        return []
+    days = pc.cast(pc.cast(batch.column(cursor), pa.timestamp("us", tz="UTC")), pa.date32())
+    runs = pc.run_end_encode(days)
+    data = batch.drop_columns([cursor])
+    out, start = [], 0
+    for end, day in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
+        out.append((day, data.slice(start, end - start)))
+        start = end
+    return out
