@@ -10,6 +10,7 @@ import os
 import dagster as dg
 
 from sqlgym_pipelines.resources.athena import AthenaResource
+from sqlgym_pipelines.resources.lake import LakeResource
 from sqlgym_pipelines.resources.neon import NeonResource
 from sqlgym_pipelines.resources.postgres import PostgresResource
 from sqlgym_pipelines.resources.s3 import S3Resource
@@ -35,10 +36,16 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "aws_secret_access_key": _secret("AWS_SECRET_ACCESS_KEY"),
     }
     s3_endpoint = _env("SQLGYM_S3_ENDPOINT_URL")
+    s3 = S3Resource(endpoint_url=s3_endpoint, **aws)
     return {
         "source_pg": PostgresResource(url=dg.EnvVar("SQLGYM_SOURCE_PG_URL")),
         "target_pg": PostgresResource(url=dg.EnvVar("SQLGYM_TARGET_PG_URL")),
-        "s3": S3Resource(endpoint_url=s3_endpoint, **aws),
+        "s3": s3,
+        "lake": LakeResource(
+            s3=s3,
+            bucket=_env("SQLGYM_LAKE_BUCKET", ""),
+            prefix=_env("SQLGYM_LAKE_PREFIX", "postgres-sync"),
+        ),
         "athena": AthenaResource(
             engine=_env("SQLGYM_ATHENA_ENGINE", "athena"),
             region=region,

@@ -93,7 +93,8 @@ class PartitionSync:
     files: list[DataFile] = field(
         default_factory=list
     )  # every file of the partition after this sync
-    source_rows: int | None = None  # rows the source holds for the window (count(*))
+    source_rows: int | None = None  # rows the source held for this sync's window (same snapshot)
+    source_rows_total: int | None = None  # ... summed over the syncs that made `files`
 
     @property
     def rows(self) -> int:

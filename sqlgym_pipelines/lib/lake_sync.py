@@ -230,6 +230,8 @@ class TableSync:
             day=day.isoformat(), lower=_iso(lower), upper=_iso(upper), added=added, staged=staged_map,
             superseded=[f.key for f in previous] if replace else [],
             files=added if replace else [*previous, *added], source_rows=source_rows,
+            source_rows_total=source_rows if replace or not state
+            else (state[1].source_rows_total or 0) + source_rows,
         )  # fmt: skip
 
 
