@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 DATE   ?=
+TABLES ?=
 LOCAL  := $(BIN)/python -m sqlgym_pipelines.local
 export UV_PYTHON_DOWNLOADS := never
 # Trust the machine's CA store (uv defaults to its bundled roots, which a TLS proxy breaks).
 export UV_SYSTEM_CERTS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed lint format check-defs clean
+.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed invoke invoke-full validate monitor lint format check-defs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,6 +55,18 @@ stack-env: install ## print the running stack's variables (eval "$$(make -s stac
 
 seed: install ## (re)load the demo data into the running local stack
 	$(LOCAL) seed
+
+invoke: install ## sync the lake's today partition of every table through Dagster (DATE=, TABLES=)
+	$(BIN)/python -m sqlgym_pipelines.cli lake-sync $(if $(DATE),--date $(DATE)) $(if $(TABLES),--tables $(TABLES))
+
+invoke-full: install ## re-extract whole days into the lake, superseding their files (DATE=, TABLES=)
+	$(BIN)/python -m sqlgym_pipelines.cli lake-sync --full $(if $(DATE),--date $(DATE)) $(if $(TABLES),--tables $(TABLES))
+
+validate: install ## run the lake's data-quality checks for DATE (default today); non-zero on failure
+	$(BIN)/python -m sqlgym_pipelines.cli lake-validate $(if $(DATE),--date $(DATE)) $(if $(TABLES),--tables $(TABLES))
+
+monitor: install ## sync history per lake table from _metadata: last sync, rows, bytes, failures, lag
+	$(BIN)/python -m sqlgym_pipelines.cli lake-monitor
 
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check .

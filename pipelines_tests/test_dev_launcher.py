@@ -1,6 +1,7 @@
 """`make dev`: the stack, demo data and the Dagster UI come up; Ctrl-C stops every process it started."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sqlgym_pipelines.local.ports import free_port
-from sqlgym_pipelines.local.stack import LocalStack, _alive
+from sqlgym_pipelines.local.stack import LocalStack, StackInfo, _alive
 
 WORKSPACE_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
   name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
@@ -43,6 +44,12 @@ def _wait_for_location(port: int, proc: subprocess.Popen, timeout_s: float = 120
     pytest.fail(f"dagster dev did not load the code location within {timeout_s}s")
 
 
+def _env_without_a_stack() -> dict[str, str]:
+    """This session's environment minus the test stack's variables, as on a fresh shell."""
+    stack_keys = StackInfo("", "", True, None, 0, "").env().keys()
+    return {k: v for k, v in os.environ.items() if k not in stack_keys}
+
+
 @pytest.fixture
 def root():
     path = Path(tempfile.mkdtemp(prefix="sqlgym-dev-", dir="/tmp"))
@@ -68,6 +75,7 @@ def test_dev_serves_the_code_location_and_ctrl_c_stops_everything(root):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=_env_without_a_stack(),
     )
     try:
         entry = _wait_for_location(port, proc)
@@ -114,7 +122,23 @@ def test_dev_refuses_a_busy_port(root):
             capture_output=True,
             text=True,
             timeout=120,
+            env=_env_without_a_stack(),
         )
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
     assert not (root / "stack.json").exists()  # the stack it started for nothing is stopped
+
+
+def test_demo_materializes_the_graph_and_stops(root):
+    result = subprocess.run(
+        [sys.executable, "-m", "sqlgym_pipelines.local", "--root", str(root), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env_without_a_stack(),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "lake/postgres_sync/users" in out and "lake/postgres_sync/badges" in out
+    assert "FAILED" not in out and "local stack stopped" in out
+    assert not (root / "stack.json").exists()

@@ -139,3 +139,36 @@ def test_current_view_equals_the_source(project, stack):
             "SELECT id, username, xp, updated_at FROM users ORDER BY id"
         ).fetchall()
     assert [tuple(r.values()) for r in lake.to_pylist()] == source
+
+
+def test_make_invoke_validate_monitor_commands(project, capsys):
+    from sqlgym_pipelines import cli
+
+    defs, url, loc = project
+    today = TODAY.isoformat()
+    assert cli.main(["lake-sync", "--date", today, "--tables", "users,badges"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: postgres_sync_job" in out and "badges" in out
+    assert cli.main(["lake-sync", "--full", "--date", today, "--tables", "users"]) == 0
+    assert cli.main(["lake-validate", "--date", today, "--tables", "users"]) == 0
+    out = capsys.readouterr().out
+    assert "pass          users_rows_match_source" in out and "ok: lake checks" in out
+    assert cli.main(["lake-monitor"]) == 0
+    report = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert report["users"][2] == "committed" and report["badges"][2] == "committed"
+    with pytest.raises(RuntimeError, match="cannot be re-snapshotted"):
+        raise_on_past_snapshot(defs)
+
+
+def raise_on_past_snapshot(defs):
+    """A past partition of a full table is refused through Dagster too."""
+    job = defs.resolve_job_def("postgres_sync_job")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key=(TODAY - dt.timedelta(days=5)).isoformat(),
+        asset_selection=[dg.AssetKey(["lake", "postgres_sync", "badges"])],
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    raise RuntimeError(failure.step_failure_data.error.to_string())

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,19 +11,18 @@ from pathlib import Path
 from sqlgym_pipelines.lib.errors import StackError
 from sqlgym_pipelines.local.demo import seed_all
 from sqlgym_pipelines.local.ports import port_is_free
+from sqlgym_pipelines.local.provision import prepare_dagster_home
 from sqlgym_pipelines.local.stack import PROJECT_ROOT, LocalStack, StackInfo
 
 
 def dagster_env(info: StackInfo) -> dict[str, str]:
     """The process environment for Dagster: the stack's endpoints under what the user exported.
 
-    A variable the user set (say SQLGYM_SOURCE_PG_URL to their own database) wins over the
+    A variable the user set to a non-empty value (say SQLGYM_SOURCE_PG_URL to their own database) wins over the
     stack's. DAGSTER_HOME gets the project's dagster.yaml (Postgres storage on the local cluster).
     """
-    env = {**info.env(), **os.environ}
-    home = Path(env["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**info.env(), **{k: v for k, v in os.environ.items() if v}}
+    prepare_dagster_home(Path(env["DAGSTER_HOME"]))
     return env
 
 

@@ -1,12 +1,14 @@
 """Creates what the pipelines expect on a fresh stack: databases, buckets, secrets."""
 
 import json
+import shutil
+from pathlib import Path
 
 import boto3
 from botocore.exceptions import ClientError
 
 from sqlgym_pipelines.lib import pg
-from sqlgym_pipelines.local.stack import StackInfo
+from sqlgym_pipelines.local.stack import PROJECT_ROOT, StackInfo
 
 DATABASES = ("dagster", "sqlgym", "warehouse")
 NEON_MAIN_DATABASE = "neon_main"  # the local Neon `main` branch (see lib/neon_local.py)
@@ -33,8 +35,15 @@ def buckets(info: StackInfo) -> list[str]:
     ]
 
 
+def prepare_dagster_home(home: Path) -> None:
+    """DAGSTER_HOME with the project's dagster.yaml (Postgres storage on the stack)."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+
+
 def provision(info: StackInfo) -> None:
     """Idempotent: safe on every `up`."""
+    prepare_dagster_home(Path(info.env()["DAGSTER_HOME"]))
     for dbname in (*DATABASES, NEON_MAIN_DATABASE):
         pg.create_database(info.pg_url, dbname)
     s3 = aws_client(info, "s3")

@@ -83,6 +83,8 @@ def build_lake_asset(table: TableConfig, config_path: str) -> dg.AssetsDefinitio
         pool=f"lake_sync_{table.name}",  # one sync per table at a time (dagster.yaml pools)
         description=f"{table.qualified_name} as daily Parquet partitions ({table.sync_type} sync).",
         metadata={"sync_type": table.sync_type, "pk": list(table.pk), "config": config_path},
+        # a full table's partition D is the snapshot taken on D: only today's can be made
+        tags={"sqlgym/partition_semantics": "snapshot"} if not table.incremental else None,
     )
     def _lake_table(
         context: dg.AssetExecutionContext,

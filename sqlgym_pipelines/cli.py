@@ -1,0 +1,135 @@
+"""The seed's operations as commands: `python -m sqlgym_pipelines.cli lake-sync|lake-validate|lake-monitor`.
+
+Runs go through Dagster (the instance in $DAGSTER_HOME), so they show in the UI. The local
+stack's endpoints (.local/stack.env) fill in whatever the environment does not set.
+"""
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+STACK_ENV = (
+    Path(os.environ.get("SQLGYM_LOCAL_DIR") or Path(__file__).resolve().parents[1] / ".local")
+    / "stack.env"
+)
+
+
+def _today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def _instance():
+    import dagster as dg
+
+    return (
+        dg.DagsterInstance.get()
+        if os.environ.get("DAGSTER_HOME")
+        else dg.DagsterInstance.ephemeral()
+    )
+
+
+def _keys(tables: str | None):
+    import dagster as dg
+
+    from sqlgym_pipelines.defs.postgres_sync.assets import lake_key, sync_config
+
+    names = [t.strip() for t in tables.split(",")] if tables else None
+    chosen = [sync_config().table(n) for n in names] if names else sync_config().enabled_tables()
+    return [dg.AssetKey(lake_key(t).path) for t in chosen]
+
+
+def lake_sync(date: str, full: bool, tables: str | None) -> int:
+    from sqlgym_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("postgres_sync_full_job" if full else "postgres_sync_job")
+    result = job.execute_in_process(
+        instance=_instance(),
+        partition_key=date,
+        asset_selection=_keys(tables),
+        raise_on_error=False,
+    )
+    for mat in result.get_asset_materialization_events():
+        m = mat.materialization
+        meta = {
+            k: m.metadata[k].value
+            for k in ("rows", "files", "bytes", "duration_s")
+            if k in m.metadata
+        }
+        print(f"  {m.asset_key.path[-1]:20} {date}  {meta}")
+    print(("ok" if result.success else "FAILED") + f": {job.name} for {date}")
+    return 0 if result.success else 1
+
+
+def lake_validate(date: str, tables: str | None) -> int:
+    from sqlgym_pipelines.definitions import defs
+
+    job = defs().resolve_job_def("postgres_sync_checks_job")
+    keys = set(_keys(tables))
+    result = job.execute_in_process(
+        instance=_instance(), tags={"dagster/partition": date}, raise_on_error=False
+    )
+    failed = 0
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        ev = event.asset_check_evaluation_data
+        if ev.asset_key not in keys:
+            continue
+        status = "pass" if ev.passed else f"FAIL ({ev.severity.value})"
+        failed += not ev.passed and ev.severity.value == "ERROR"
+        print(f"  {status:13} {ev.check_name:40} {ev.description or ''}")
+    ok = result.success and not failed
+    print(("ok" if ok else "FAILED") + f": lake checks for {date}")
+    return 0 if ok else 1
+
+
+def lake_monitor(history: int) -> int:
+    from sqlgym_pipelines.defs.postgres_sync.assets import sync_config
+    from sqlgym_pipelines.defs.resources import build_resources
+    from sqlgym_pipelines.lib.lake_monitor import table_report
+
+    with build_resources()["lake"].process_config_and_initialize_cm() as lake:
+        store = lake.store()
+    now = dt.datetime.now(dt.UTC)
+    print(f"{'table':20} {'last sync':16} {'status':10} {'rows':>10} {'bytes':>12} {'secs':>7} "
+          f"{'fails':>5} {'synced through':26} lag")  # fmt: skip
+    for table in sync_config().enabled_tables():
+        r = table_report(store, table.name, now, history)
+        print(f"{table.name:20} {r.last_sync or '-':16} {r.status or 'never':10} {r.rows:>10} "
+              f"{r.bytes:>12} {r.duration_s:>7.1f} {r.failures:>5} {r.synced_through or '-':26} "
+              f"{r.lag or '-'}")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    if STACK_ENV.exists():
+        load_dotenv(STACK_ENV, override=False)  # what the user exported wins
+    parser = argparse.ArgumentParser(prog="python -m sqlgym_pipelines.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sync = sub.add_parser("lake-sync", help="sync the lake for a date (make invoke / invoke-full)")
+    sync.add_argument("--date", default=_today())
+    sync.add_argument("--full", action="store_true", help="re-extract whole days (replace mode)")
+    sync.add_argument("--tables", help="comma-separated config table names (default: all)")
+    val = sub.add_parser(
+        "lake-validate", help="run the lake's data checks for a date (make validate)"
+    )
+    val.add_argument("--date", default=_today())
+    val.add_argument("--tables")
+    mon = sub.add_parser(
+        "lake-monitor", help="sync history per table from _metadata (make monitor)"
+    )
+    mon.add_argument("--history", type=int, default=24, help="records per table to read")
+    args = parser.parse_args(argv)
+    if args.command == "lake-sync":
+        return lake_sync(args.date, args.full, args.tables)
+    if args.command == "lake-validate":
+        return lake_validate(args.date, args.tables)
+    return lake_monitor(args.history)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
