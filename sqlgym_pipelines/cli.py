@@ -1,4 +1,4 @@
-"""The seed's operations as commands: `python -m sqlgym_pipelines.cli lake-sync|lake-validate|lake-monitor`.
+"""The seed's operations: `python -m sqlgym_pipelines.cli lake-sync|lake-validate|lake-monitor|lake-athena-ddl`.
 
 Runs go through Dagster (the instance in $DAGSTER_HOME), so they show in the UI. The local
 stack's endpoints (.local/stack.env) fill in whatever the environment does not set.
@@ -105,6 +105,47 @@ def lake_monitor(history: int) -> int:
     return 0
 
 
+def lake_athena_ddl(apply: bool) -> int:
+    """Print (or run, on the configured Athena engine) the DDL and _current view of every table."""
+    import pyarrow as pa
+
+    from sqlgym_pipelines.defs.postgres_sync.assets import sync_config
+    from sqlgym_pipelines.defs.resources import build_resources
+    from sqlgym_pipelines.lib import pg
+    from sqlgym_pipelines.lib.lake_athena import (
+        create_table_ddl,
+        current_view_sql,
+        register_lake_table,
+    )
+    from sqlgym_pipelines.lib.lake_writer import SYNCED_AT
+    from sqlgym_pipelines.lib.pg_arrow import plan_columns, target_schema
+    from sqlgym_pipelines.lib.pg_catalog import table_columns
+    from sqlgym_pipelines.lib.sync_config import validate_against_catalog
+
+    resources = build_resources()
+    with resources["source_pg"].process_config_and_initialize_cm() as source, \
+            resources["lake"].process_config_and_initialize_cm() as lake, \
+            resources["athena"].process_config_and_initialize_cm() as athena:  # fmt: skip
+        start_year = int(os.environ.get("SQLGYM_PARTITION_START", "2025")[:4])
+        with pg.connection(source.url) as conn:
+            for t in validate_against_catalog(conn, sync_config()):
+                columns = [c for c in table_columns(conn, t.config.schema, t.config.source_table)
+                           if c.name in set(t.columns)]  # fmt: skip
+                schema = target_schema(plan_columns(columns))
+                lake_schema = schema.append(pa.field(SYNCED_AT, pa.timestamp("us", tz="UTC")))
+                cursor = t.config.updated_col if not t.config.cursor else None
+                args = (t.name, lake_schema, lake.location)
+                if apply:
+                    register_lake_table(athena, *args, list(t.config.pk), cursor,
+                                        t.config.sync_type, start_year=start_year)  # fmt: skip
+                    print(f"registered {athena.database}.{t.name} and {t.name}_current")
+                    continue
+                print(create_table_ddl(*args, athena.database, start_year=start_year) + ";\n")
+                print(current_view_sql(t.name, schema.names, list(t.config.pk), cursor,
+                                       t.config.sync_type, athena.database) + ";\n")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     if STACK_ENV.exists():
         load_dotenv(STACK_ENV, override=False)  # what the user exported wins
@@ -123,11 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         "lake-monitor", help="sync history per table from _metadata (make monitor)"
     )
     mon.add_argument("--history", type=int, default=24, help="records per table to read")
+    ddl = sub.add_parser(
+        "lake-athena-ddl", help="Athena DDL + <table>_current views (make athena-ddl)"
+    )
+    ddl.add_argument(
+        "--apply", action="store_true", help="run them on the configured Athena engine"
+    )
     args = parser.parse_args(argv)
     if args.command == "lake-sync":
         return lake_sync(args.date, args.full, args.tables)
     if args.command == "lake-validate":
         return lake_validate(args.date, args.tables)
+    if args.command == "lake-athena-ddl":
+        return lake_athena_ddl(args.apply)
     return lake_monitor(args.history)
 
 
