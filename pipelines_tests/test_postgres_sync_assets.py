@@ -86,6 +86,10 @@ def test_three_day_backfill_one_run_exact_days_and_checks_pass(project, stack):
     assert result.success
     mats = result.asset_materializations_for_node("lake__postgres_sync__users")
     assert len(mats) == 3  # one materialization per partition of the single run
+    meta = mats[0].metadata
+    assert meta["preview"].value.startswith("| id | public_id | username")
+    assert meta["rows"].value == meta["dagster/row_count"].value > 0
+    assert meta["s3_uris"].value[0].startswith(f"s3://{loc.bucket}/postgres-sync/users/")
     with pg.connection(url) as conn:
         for day in DAYS:
             expected = [r[0] for r in conn.execute(

@@ -105,6 +105,7 @@ class TableSync:
         self.now = (opts.now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
         self.sync_id = sync_id_for(self.now)
         self.kind = "incremental" if resolved.config.incremental else "full"
+        self.preview: pa.Table | None = None
 
     def run(self, days: list[dt.date]) -> SyncRecord:
         started = time.monotonic()
@@ -165,7 +166,9 @@ class TableSync:
                                         batch_size_hint_bytes=self.opts.batch_size_hint_bytes):  # fmt: skip
                 for day, part in day_of(batch):
                     files.write(part, day)
-        return files.close(), counts
+        written = files.close()
+        self.preview = files.preview
+        return written, counts
 
     def _incremental(self, record, plans, days, states, safe: SafeUpper) -> None:
         committed = {d: dt.datetime.fromisoformat(s[1].upper) if s and s[1].upper else None
@@ -250,7 +253,11 @@ def sync_table(
     days: list[dt.date],
     options: SyncOptions | None = None,
 ) -> SyncRecord:
-    """Sync `days` of one table; returns the committed record (raises, recording the failure)."""
-    return TableSync(source_url, s3_client, fs, location, resolved, options or SyncOptions()).run(
-        days
-    )
+    """Sync `days` of one table; returns the committed record (raises, recording the failure).
+
+    The record's `preview` attribute holds the first rows written (not part of its JSON).
+    """
+    sync = TableSync(source_url, s3_client, fs, location, resolved, options or SyncOptions())
+    record = sync.run(days)
+    record.preview = sync.preview
+    return record

@@ -11,13 +11,15 @@ import pyarrow.parquet as pq
 from sqlgym_pipelines.lib.lake_layout import DataFile
 
 SYNCED_AT = "_synced_at"
+PREVIEW_ROWS = 5
 
 
 class DayFiles:
     """Rows arrive ordered by day; each day's rows go to the file `path_for(day)`.
 
-    Batches are buffered up to `row_group_rows` so row groups have a reader-friendly size
-    (ParquetWriter writes one row group per call); memory is bounded by that buffer.
+    Batches are buffered up to `row_group_rows` rows or `row_group_bytes` of Arrow data,
+    whichever comes first, so row groups have a reader-friendly size (ParquetWriter writes
+    one row group per call) and memory is bounded by that buffer, whatever the table's width.
     """
 
     def __init__(
@@ -28,16 +30,20 @@ class DayFiles:
         *,
         synced_at: dt.datetime,
         row_group_rows: int = 262_144,
+        row_group_bytes: int = 64 * 1024 * 1024,
     ):
-        self.fs, self.path_for, self.row_group_rows = fs, path_for, row_group_rows
+        self.fs, self.path_for = fs, path_for
+        self.row_group_rows, self.row_group_bytes = row_group_rows, row_group_bytes
         self.synced_at = pa.scalar(synced_at, pa.timestamp("us", tz="UTC"))
         self.schema = schema.append(pa.field(SYNCED_AT, pa.timestamp("us", tz="UTC")))
         self.day: dt.date | None = None
         self.writer: pq.ParquetWriter | None = None
         self.buffer: list[pa.RecordBatch] = []
         self.buffered = 0
+        self.buffered_bytes = 0
         self.rows = 0
         self.written: dict[dt.date, DataFile] = {}
+        self.preview: pa.Table | None = None  # the first rows written, for the run's metadata
 
     def write(self, batch: pa.RecordBatch, day: dt.date) -> None:
         if self.day != day:
@@ -55,18 +61,23 @@ class DayFiles:
             )
             self.path = path
         column = pa.repeat(self.synced_at, batch.num_rows)
-        self.buffer.append(pa.RecordBatch.from_arrays([*batch.columns, column], schema=self.schema))
+        full = pa.RecordBatch.from_arrays([*batch.columns, column], schema=self.schema)
+        if self.preview is None and full.num_rows:
+            self.preview = pa.Table.from_batches([full.slice(0, PREVIEW_ROWS)])
+        self.buffer.append(full)
         self.buffered += batch.num_rows
+        self.buffered_bytes += full.nbytes
         self.rows += batch.num_rows
-        if self.buffered >= self.row_group_rows:
+        if self.buffered >= self.row_group_rows or self.buffered_bytes >= self.row_group_bytes:
             self._flush()
 
     def _flush(self) -> None:
         if self.buffer:
+            # one row group per flush (row_group_size above what is buffered)
             self.writer.write_table(
-                pa.Table.from_batches(self.buffer), row_group_size=self.row_group_rows
+                pa.Table.from_batches(self.buffer), row_group_size=self.buffered
             )
-            self.buffer, self.buffered = [], 0
+            self.buffer, self.buffered, self.buffered_bytes = [], 0, 0
 
     def _close(self) -> None:
         if self.writer is None:

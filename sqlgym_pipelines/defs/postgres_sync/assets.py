@@ -67,7 +67,19 @@ def _metadata(record, location) -> dict:
         "schema_hash": record.schema_hash or "",
         "s3_uris": dg.MetadataValue.json([location.uri(f.key) for f in files][:50]),
         "record": location.uri(location.record_key(record.table, record.sync_id)),
+        "preview": dg.MetadataValue.md(_markdown(getattr(record, "preview", None))),
     }
+
+
+def _markdown(table) -> str:
+    if table is None or table.num_rows == 0:
+        return "(no rows)"
+    names = table.column_names
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in table.to_pylist():
+        cells = (str(row[n]).replace("|", "\\|").replace("\n", " ")[:60] for n in names)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def build_lake_asset(table: TableConfig, config_path: str) -> dg.AssetsDefinition:
