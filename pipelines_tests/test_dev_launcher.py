@@ -90,8 +90,13 @@ def test_dev_serves_the_code_location_and_ctrl_c_stops_everything(root):
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
         output, _ = proc.communicate(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a failed assertion: stop it the way a user would, then harder
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            subprocess.run(["pkill", "-f", f"dagster.*(-p|--port) {port}"], check=False)
     assert proc.returncode == 0, output
     assert "seeded" in output.lower() or "sqlgym" in output.lower()
     assert "local stack stopped" in output
