@@ -30,7 +30,7 @@ class DayFiles:
         *,
         synced_at: dt.datetime,
         row_group_rows: int = 262_144,
-        row_group_bytes: int = 64 * 1024 * 1024,
+        row_group_bytes: int = 32 * 1024 * 1024,
     ):
         self.fs, self.path_for = fs, path_for
         self.row_group_rows, self.row_group_bytes = row_group_rows, row_group_bytes

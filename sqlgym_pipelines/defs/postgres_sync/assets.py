@@ -108,6 +108,10 @@ def build_lake_asset(table: TableConfig, config_path: str) -> dg.AssetsDefinitio
         with pg.connection(source_pg.url) as conn:
             resolved = validate_against_catalog(conn, _only(sync_config, table.name))[0]
         options = SyncOptions(replace=_replace(context, config.mode), run_id=context.run_id)
+        if table.batch_size_bytes:  # per-table memory knobs from the sync config
+            options.batch_size_hint_bytes = table.batch_size_bytes
+        if table.batch_rows:
+            options.row_group_rows = table.batch_rows
         try:
             record = sync_table(
                 source_pg.url,
