@@ -209,3 +209,21 @@ def test_backfill_from_the_dagster_cli_with_partition_range(project, stack, tmp_
                 (day, day + dt.timedelta(days=1)),
             ).fetchone()
             assert len(_lake_ids(stack, loc, day)) == n
+
+
+def test_hourly_schedule_also_finishes_yesterday_after_midnight():
+    from sqlgym_pipelines.defs.postgres_sync.jobs import hourly_requests
+
+    early = hourly_requests(dt.datetime(2025, 10, 25, 0, 0, tzinfo=dt.UTC))
+    assert [r.partition_key for r in early] == ["2025-10-24", "2025-10-25"]
+    noon = hourly_requests(dt.datetime(2025, 10, 25, 12, 0, tzinfo=dt.UTC))
+    assert [r.partition_key for r in noon] == ["2025-10-25"]
+    assert len({r.run_key for r in early + noon}) == 3
+    from sqlgym_pipelines.definitions import defs
+
+    schedule = defs().resolve_schedule_def("postgres_sync_job_schedule")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2025, 10, 25, 1, 0, tzinfo=dt.UTC)
+    )
+    requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2025-10-24", "2025-10-25"]
