@@ -221,9 +221,11 @@ def test_hourly_schedule_also_finishes_yesterday_after_midnight():
     assert len({r.run_key for r in early + noon}) == 3
     from sqlgym_pipelines.definitions import defs
 
-    schedule = defs().resolve_schedule_def("postgres_sync_job_schedule")
+    definitions = defs()
+    schedule = definitions.resolve_schedule_def("postgres_sync_job_schedule")
     context = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2025, 10, 25, 1, 0, tzinfo=dt.UTC)
+        scheduled_execution_time=dt.datetime(2025, 10, 25, 1, 0, tzinfo=dt.UTC),
+        repository_def=definitions.get_repository_def(),
     )
     requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2025-10-24", "2025-10-25"]
