@@ -12,6 +12,7 @@ from sqlgym_pipelines.lib.lake_layout import (
     sync_id_for,
 )
 from sqlgym_pipelines.lib.lake_store import CommitConflict, LakeStore
+from sqlgym_pipelines.lib.s3_upload import PendingUpload
 from sqlgym_pipelines.local.provision import aws_client
 
 DAY = dt.date(2025, 10, 24)
@@ -32,16 +33,17 @@ def _stage(store: LakeStore, at: dt.datetime, *, previous: list[DataFile] = (), 
     sync_id = sync_id_for(at)
     loc = store.loc
     store.begin("users", sync_id, at)
-    staged = loc.staging_key("users", sync_id, DAY)
     final = loc.data_key("users", DAY, "incremental", sync_id)
-    store.s3.put_object(Bucket=loc.bucket, Key=staged, Body=b"PAR1 fake parquet PAR1")
+    upload = PendingUpload(store.s3, loc.bucket, final)
+    upload.write(b"PAR1 fake parquet PAR1")
+    upload.close()
     added = [DataFile(key=final, rows=3, bytes=22)]
     part = PartitionSync(
         day=DAY.isoformat(),
         lower=at.isoformat(),
         upper=(at + dt.timedelta(hours=1)).isoformat(),
         added=added,
-        staged={final: staged},
+        staged={final: upload.handle},
         superseded=[f.key for f in previous] if replace else [],
         files=added if replace else [*previous, *added],
         source_rows=3,
@@ -57,7 +59,14 @@ def _stage(store: LakeStore, at: dt.datetime, *, previous: list[DataFile] = (), 
         source={"schema": "public", "table": "users"},
         partitions={DAY.isoformat(): part},
     )
-    return record, final, staged
+    return record, final, upload.upload_id
+
+
+def _pending(store: LakeStore) -> list[str]:
+    return [
+        u["Key"]
+        for u in store.s3.list_multipart_uploads(Bucket=store.loc.bucket).get("Uploads", [])
+    ]
 
 
 def test_commit_then_publish_makes_the_files_data(store):
@@ -67,7 +76,7 @@ def test_commit_then_publish_makes_the_files_data(store):
     store.publish(record)
 
     keys = _keys(store)
-    assert final in keys and staged not in keys
+    assert final in keys and _pending(store) == []
     assert not any("/_staging/" in k for k in keys)
     sync_id, state = store.partition_state("users", DAY)
     assert sync_id == record.sync_id and state.upper == record.partitions[DAY.isoformat()].upper
@@ -95,23 +104,23 @@ def test_a_commit_on_a_moved_partition_is_refused(store):
 
 
 def test_crash_after_commit_is_rolled_forward(store):
-    record, final, staged = _stage(store, T0)
+    record, final, _ = _stage(store, T0)
     store.commit(record, expected={DAY.isoformat(): None})  # ... and the process dies here
-    assert final not in _keys(store)
+    assert final not in _keys(store)  # written, committed, but not yet visible
     done = store.recover("users", now=T0, stale_after=dt.timedelta(hours=6))
     assert done["rolled_forward"] == [record.sync_id]
-    assert final in _keys(store) and staged not in _keys(store)
+    assert final in _keys(store) and _pending(store) == []
     assert store.partition_state("users", DAY)[0] == record.sync_id
 
 
 def test_crash_before_commit_is_rolled_back_once_stale(store):
-    record, final, staged = _stage(store, T0)  # staged, never committed
+    record, final, _ = _stage(store, T0)  # written, never committed
     fresh = store.recover("users", now=dt.datetime.now(dt.UTC), stale_after=dt.timedelta(hours=6))
-    assert fresh["in_progress"] == [record.sync_id] and staged in _keys(store)
+    assert fresh["in_progress"] == [record.sync_id] and _pending(store) == [final]
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)
     done = store.recover("users", now=later, stale_after=dt.timedelta(hours=6))
     assert done["rolled_back"] == [record.sync_id]
-    assert _keys(store) == set()
+    assert _keys(store) == set() and _pending(store) == []
     assert store.partition_state("users", DAY) is None
 
 
@@ -138,5 +147,5 @@ def test_a_failed_sync_keeps_history_and_commits_nothing(store):
     record.error = "boom"
     store.record_failure(record)
     assert store.read_record("users", record.sync_id).error == "boom"
-    assert not any(k.endswith(".parquet") for k in _keys(store))
+    assert not any(k.endswith(".parquet") for k in _keys(store)) and _pending(store) == []
     assert store.partition_state("users", DAY) is None

@@ -72,7 +72,7 @@ def resolved(url, name):
 
 def run(url, lake, name, days, **opts):
     client, fs, loc = lake
-    return sync_table(url, client, fs, loc, resolved(url, name), days, SyncOptions(**opts))
+    return sync_table(url, client, loc, resolved(url, name), days, SyncOptions(**opts))
 
 
 def lake_rows(lake, table, day) -> list[dict]:
@@ -188,11 +188,14 @@ def test_crash_between_write_and_commit_leaves_readers_unaffected(source, lake, 
     crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert crashed.returncode == 17, crashed.stderr
     store = LakeStore(client, loc)
-    staged = store._list_keys(loc.staging_prefix("users"))
-    assert any(k["Key"].endswith(".parquet") for k in staged)  # the file was written ...
+    pending = client.list_multipart_uploads(Bucket=loc.bucket).get("Uploads", [])
+    # the file was written: a pending upload at its final key, which no reader can see ...
+    assert len(pending) == 1
+    assert pending[0]["Key"].startswith("postgres-sync/users/2025/10/23/incremental_")
     assert lake_rows(lake, "users", D1) == [] and store.record_ids("users") == []  # ... not data
     run(source, lake, "users", [D1], replace=True)
     assert ids(lake_rows(lake, "users", D1)) == [1, 2]
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)
     assert store.recover("users", later, dt.timedelta(hours=6))["rolled_back"]
     assert store._list_keys(loc.staging_prefix("users")) == []
+    assert client.list_multipart_uploads(Bucket=loc.bucket).get("Uploads", []) == []

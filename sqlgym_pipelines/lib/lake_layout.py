@@ -4,7 +4,8 @@ Keys (prefix default `postgres-sync`):
   <prefix>/<table>/YYYY/MM/DD/{incremental|full}_<sync_id>.parquet   published data
   <prefix>/_metadata/<table>/<sync_id>.json                          sync record = commit point
   <prefix>/_metadata/<table>/_partitions/YYYY-MM-DD.json             cache: the partition's latest record
-  <prefix>/_staging/<table>/<sync_id>/YYYY-MM-DD.parquet              data before its commit
+  <prefix>/_staging/<table>/<sync_id>/_pending.json                   marks a sync in progress
+  (data is written as multipart uploads at the final keys, completed only after the commit)
 """
 
 import datetime as dt
@@ -66,9 +67,6 @@ class LakeLocation:
     def staging_prefix(self, table: str, sync_id: str | None = None) -> str:
         return self._key("_staging", table, sync_id or "") + "/"
 
-    def staging_key(self, table: str, sync_id: str, day: dt.date) -> str:
-        return self.staging_prefix(table, sync_id) + f"{day.isoformat()}.parquet"
-
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
@@ -88,7 +86,8 @@ class PartitionSync:
     lower: str | None  # cursor window [lower, upper), ISO 8601 UTC; None for full snapshots
     upper: str | None
     added: list[DataFile] = field(default_factory=list)
-    staged: dict[str, str] = field(default_factory=dict)  # final key -> staging key
+    # final key -> the pending multipart upload (upload_id, parts) that publish completes
+    staged: dict[str, dict] = field(default_factory=dict)
     superseded: list[str] = field(default_factory=list)
     files: list[DataFile] = field(
         default_factory=list

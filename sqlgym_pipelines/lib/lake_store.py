@@ -1,9 +1,10 @@
 """S3 side of the lake: commit a sync record, publish its staged files, recover after a crash.
 
-Order of a sync (docs/postgres_sync.md): stage marker -> staged Parquet -> record (commit
-point, If-None-Match so it is written once) -> copy staged files to their final keys ->
-delete superseded files -> partition pointers -> delete staging. Every step after the commit
-is idempotent, so `recover()` can finish it; staging without a committed record is rolled back.
+Order of a sync (docs/postgres_sync.md): staging marker -> Parquet as multipart uploads at
+their final keys, not completed -> record (commit point, If-None-Match so it is written once)
+-> complete the uploads -> delete superseded files -> partition pointers -> drop the marker.
+Every step after the commit is idempotent, so `recover()` can finish it; a marker without a
+committed record is rolled back (its uploads aborted). Nothing is copied.
 """
 
 import contextlib
@@ -21,6 +22,7 @@ from sqlgym_pipelines.lib.lake_layout import (
     SyncRecord,
     is_sync_id,
 )
+from sqlgym_pipelines.lib.s3_upload import abort_uploads, complete
 
 STAGING_MARKER = "_pending.json"
 
@@ -140,18 +142,14 @@ class LakeStore:
                 Body=record.to_json().encode(),
                 IfNoneMatch="*",
             )
-        self._delete_prefix(self.loc.staging_prefix(record.table, record.sync_id))
+        self._abandon(record.table, record.sync_id)
 
     def publish(self, record: SyncRecord) -> None:
         """Make a committed record's files the partitions' data. Idempotent."""
         bucket = self.loc.bucket
-        staged_now = {
-            o["Key"] for o in self._list_keys(self.loc.staging_prefix(record.table, record.sync_id))
-        }
         for day, part in record.partitions.items():
-            for final, staged in part.staged.items():
-                if staged in staged_now:
-                    self.s3.copy({"Bucket": bucket, "Key": staged}, bucket, final)
+            for final, handle in part.staged.items():
+                complete(self.s3, bucket, final, handle)
             for key in part.superseded:
                 self.s3.delete_object(Bucket=bucket, Key=key)
             pointer = {"sync_id": record.sync_id, **asdict(part)}
@@ -161,6 +159,11 @@ class LakeStore:
                 Body=json.dumps(pointer, indent=2).encode(),
             )
         self._delete_prefix(self.loc.staging_prefix(record.table, record.sync_id))
+
+    def _abandon(self, table: str, sync_id: str) -> None:
+        """Abort the sync's pending uploads and drop its marker: none of it was data."""
+        abort_uploads(self.s3, self.loc.bucket, self.loc.table_prefix(table), f"_{sync_id}.parquet")
+        self._delete_prefix(self.loc.staging_prefix(table, sync_id))
 
     def _delete_prefix(self, prefix: str) -> None:
         keys = [{"Key": o["Key"]} for o in self._list_keys(prefix)]
@@ -193,7 +196,7 @@ class LakeStore:
                 continue
             newest = max((o["LastModified"] for o in self._list_keys(prefix)), default=None)
             if record is not None or newest is None or now - newest > stale_after:
-                self._delete_prefix(prefix)
+                self._abandon(table, sync_id)
                 done["rolled_back"].append(sync_id)
             else:
                 done["in_progress"].append(sync_id)  # may belong to a sync still running

@@ -9,7 +9,6 @@ import traceback
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.fs
 from psycopg import sql
 
 from sqlgym_pipelines.lib import pg
@@ -39,6 +38,7 @@ from sqlgym_pipelines.lib.pg_arrow import (
     target_schema,
 )
 from sqlgym_pipelines.lib.pg_catalog import table_columns
+from sqlgym_pipelines.lib.s3_upload import PendingUpload
 from sqlgym_pipelines.lib.sync_config import ResolvedTable
 
 CURSOR = "__sqlgym_cursor"
@@ -93,15 +93,9 @@ class TableSync:
     """Everything one sync of one table needs, so each step stays a small method."""
 
     def __init__(
-        self, source_url, s3_client, fs, location: LakeLocation, resolved: ResolvedTable, opts
+        self, source_url, s3_client, location: LakeLocation, resolved: ResolvedTable, opts
     ):
-        self.source_url, self.fs, self.loc, self.t, self.opts = (
-            source_url,
-            fs,
-            location,
-            resolved,
-            opts,
-        )
+        self.source_url, self.loc, self.t, self.opts = source_url, location, resolved, opts
         self.store = LakeStore(s3_client, location)
         self.name = resolved.name
         self.now = (opts.now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
@@ -156,19 +150,31 @@ class TableSync:
         return record
 
     def _stream_into_days(self, plans, query, params, extra, day_of, count):
-        """(day -> staged file, day -> source rows), both read in one snapshot."""
+        """(day -> (file, upload handle), day -> source rows), both read in one snapshot.
+
+        Each day's file is a pending multipart upload at its final key: invisible until the
+        record is committed and publish() completes it.
+        """
         schema = target_schema(plans)
+
+        def open_sink(day: dt.date) -> PendingUpload:
+            key = self.loc.data_key(self.name, day, self.kind, self.sync_id)
+            return PendingUpload(self.store.s3, self.loc.bucket, key)
+
         files = DayFiles(
-            self.fs, schema, lambda d: f"{self.loc.bucket}/{self.loc.staging_key(self.name, self.sync_id, d)}",
-            synced_at=self.now, row_group_rows=self.opts.row_group_rows,
-        )  # fmt: skip
-        with SnapshotReader(self.source_url) as reader:
-            counts = count(reader)
-            for batch in reader.batches(query, params, plans, extra=extra,
-                                        batch_size_hint_bytes=self.opts.batch_size_hint_bytes):  # fmt: skip
-                for day, part in day_of(batch):
-                    files.write(part, day)
-        written = files.close()
+            schema, open_sink, synced_at=self.now, row_group_rows=self.opts.row_group_rows
+        )
+        try:
+            with SnapshotReader(self.source_url) as reader:
+                counts = count(reader)
+                for batch in reader.batches(query, params, plans, extra=extra,
+                                            batch_size_hint_bytes=self.opts.batch_size_hint_bytes):  # fmt: skip
+                    for day, part in day_of(batch):
+                        files.write(part, day)
+            written = files.close()
+        except BaseException:
+            files.abort()
+            raise
         self.preview = files.preview
         return written, counts
 
@@ -216,10 +222,10 @@ class TableSync:
         self._add_partition(record, today, states[today], written.get(today),
                             counts.get(today, 0), None, None, replace=True)  # fmt: skip
 
-    def _add_partition(self, record, day, state, staged: DataFile | None, source_rows, lower, upper,
-                       *, replace=None) -> None:  # fmt: skip
+    def _add_partition(self, record, day, state, staged: tuple[DataFile, dict] | None, source_rows,
+                       lower, upper, *, replace=None) -> None:  # fmt: skip
         replace = self.opts.replace if replace is None else replace
-        rows = staged.rows if staged else 0
+        rows = staged[0].rows if staged else 0
         if rows != source_rows:
             raise SyncMismatch(
                 f"table {self.name!r} partition {day}: wrote {rows} rows but the source holds "
@@ -228,9 +234,7 @@ class TableSync:
         previous = state[1].files if state else []
         added, staged_map = [], {}
         if staged:
-            final = self.loc.data_key(self.name, day, self.kind, self.sync_id)
-            added = [DataFile(key=final, rows=staged.rows, bytes=staged.bytes)]
-            staged_map = {final: staged.key.split("/", 1)[1]}
+            added, staged_map = [staged[0]], {staged[0].key: staged[1]}
         record.partitions[day.isoformat()] = PartitionSync(
             day=day.isoformat(), lower=_iso(lower), upper=_iso(upper), added=added, staged=staged_map,
             superseded=[f.key for f in previous] if replace else [],
@@ -249,7 +253,6 @@ def _fetch_counts(reader: SnapshotReader, query, params) -> dict[dt.date, int]:
 def sync_table(
     source_url: str,
     s3_client,
-    fs: pyarrow.fs.FileSystem,
     location: LakeLocation,
     resolved: ResolvedTable,
     days: list[dt.date],
@@ -259,7 +262,7 @@ def sync_table(
 
     The record's `preview` attribute holds the first rows written (not part of its JSON).
     """
-    sync = TableSync(source_url, s3_client, fs, location, resolved, options or SyncOptions())
+    sync = TableSync(source_url, s3_client, location, resolved, options or SyncOptions())
     record = sync.run(days)
     record.preview = sync.preview
     return record

@@ -1,21 +1,21 @@
-"""Write a stream of record batches into one staged Parquet file per day, a row group at a time."""
+"""Write a stream of record batches into one pending Parquet upload per day, a row group at a time."""
 
 import datetime as dt
 from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs
 import pyarrow.parquet as pq
 
 from sqlgym_pipelines.lib.lake_layout import DataFile
+from sqlgym_pipelines.lib.s3_upload import PendingUpload
 
 SYNCED_AT = "_synced_at"
 PREVIEW_ROWS = 5
 
 
 class DayFiles:
-    """Rows arrive ordered by day; each day's rows go to the file `path_for(day)`.
+    """Rows arrive ordered by day; each day's rows go to the upload `open_sink(day)`.
 
     Batches are buffered up to `row_group_rows` rows or `row_group_bytes` of Arrow data,
     whichever comes first, so row groups have a reader-friendly size (ParquetWriter writes
@@ -24,15 +24,15 @@ class DayFiles:
 
     def __init__(
         self,
-        fs: pyarrow.fs.FileSystem,
         schema: pa.Schema,
-        path_for: Callable[[dt.date], str],
+        open_sink: Callable[[dt.date], PendingUpload],
         *,
         synced_at: dt.datetime,
         row_group_rows: int = 262_144,
         row_group_bytes: int = 32 * 1024 * 1024,
     ):
-        self.fs, self.path_for = fs, path_for
+        self.open_sink = open_sink
+        self.sink: PendingUpload | None = None
         self.row_group_rows, self.row_group_bytes = row_group_rows, row_group_bytes
         self.synced_at = pa.scalar(synced_at, pa.timestamp("us", tz="UTC"))
         self.schema = schema.append(pa.field(SYNCED_AT, pa.timestamp("us", tz="UTC")))
@@ -42,7 +42,7 @@ class DayFiles:
         self.buffered = 0
         self.buffered_bytes = 0
         self.rows = 0
-        self.written: dict[dt.date, DataFile] = {}
+        self.written: dict[dt.date, tuple[DataFile, dict]] = {}
         self.preview: pa.Table | None = None  # the first rows written, for the run's metadata
 
     def write(self, batch: pa.RecordBatch, day: dt.date) -> None:
@@ -53,13 +53,11 @@ class DayFiles:
                 )
             self._close()
             self.day = day
-            path = self.path_for(day)
-            # Given the path (not a stream) the writer owns the stream and closes it, which is
-            # what completes the S3 upload.
+            self.sink = self.open_sink(day)
+            # A file object is not closed by the writer: _close() closes it after the footer.
             self.writer = pq.ParquetWriter(
-                path, self.schema, filesystem=self.fs, compression="snappy"
+                pa.PythonFile(self.sink, mode="w"), self.schema, compression="snappy"
             )
-            self.path = path
         column = pa.repeat(self.synced_at, batch.num_rows)
         full = pa.RecordBatch.from_arrays([*batch.columns, column], schema=self.schema)
         if self.preview is None and full.num_rows:
@@ -84,14 +82,20 @@ class DayFiles:
             return
         self._flush()
         self.writer.close()
-        size = self.fs.get_file_info(self.path).size
-        self.written[self.day] = DataFile(key=self.path, rows=self.rows, bytes=size)
-        self.writer, self.rows = None, 0
+        self.sink.close()
+        file = DataFile(key=self.sink.key, rows=self.rows, bytes=self.sink.size)
+        self.written[self.day] = (file, self.sink.handle)
+        self.writer, self.sink, self.rows = None, None, 0
 
-    def close(self) -> dict[dt.date, DataFile]:
-        """Finish the last file; returns day -> the file written (its key is the fs path)."""
+    def close(self) -> dict[dt.date, tuple[DataFile, dict]]:
+        """Finish the last file; returns day -> (the file, the handle that completes its upload)."""
         self._close()
         return self.written
+
+    def abort(self) -> None:
+        """Drop the upload being written (the finished ones are aborted by the caller's recovery)."""
+        if self.sink is not None and not self.sink.closed:
+            self.sink.abort()
 
 
 def split_by_day(batch: pa.RecordBatch, cursor: str) -> list[tuple[dt.date, pa.RecordBatch]]:

@@ -116,7 +116,6 @@ def build_lake_asset(table: TableConfig, config_path: str) -> dg.AssetsDefinitio
             record = sync_table(
                 source_pg.url,
                 lake.s3.get_client(),
-                lake.s3.pyarrow_filesystem(),
                 lake.location,
                 resolved,
                 days_of(context),
