@@ -13,7 +13,7 @@ MIN_PART = 5 * 1024 * 1024  # S3's minimum for every part but the last
 class PendingUpload(io.RawIOBase):
     """write() bytes; close() uploads the rest but does not complete: see complete()."""
 
-    def __init__(self, client, bucket: str, key: str, part_size: int = 16 * 1024 * 1024):
+    def __init__(self, client, bucket: str, key: str, part_size: int = 8 * 1024 * 1024):
         self.s3, self.bucket, self.key = client, bucket, key
         self.part_size = max(part_size, MIN_PART)
         self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
