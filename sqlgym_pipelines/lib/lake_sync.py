@@ -38,6 +38,7 @@ from sqlgym_pipelines.lib.pg_arrow import (
     target_schema,
 )
 from sqlgym_pipelines.lib.pg_catalog import table_columns
+from sqlgym_pipelines.lib.prefetch import prefetch
 from sqlgym_pipelines.lib.s3_upload import PendingUpload
 from sqlgym_pipelines.lib.sync_config import ResolvedTable
 
@@ -52,8 +53,8 @@ class SyncMismatch(SqlgymError):
 @dataclass
 class SyncOptions:
     replace: bool = False  # re-extract whole days and supersede their files (backfill, invoke-full)
-    # 4 MB reader batches and <= 32 MB row groups keep the extraction's own memory near 130 MB
-    # (benchmarks/extract.py: 16 MB batches were ~20% faster and used ~120 MB more)
+    # 4 MB reader batches, <= 24 MB row groups and 8 MB upload parts keep the extraction's own
+    # memory near 140 MB (benchmarks/extract.py: 16 MB batches were ~20% faster, ~120 MB more)
     batch_size_hint_bytes: int = 4 * 1024 * 1024
     row_group_rows: int = 262_144
     run_id: str | None = None
@@ -167,8 +168,9 @@ class TableSync:
         try:
             with SnapshotReader(self.source_url) as reader:
                 counts = count(reader)
-                for batch in reader.batches(query, params, plans, extra=extra,
-                                            batch_size_hint_bytes=self.opts.batch_size_hint_bytes):  # fmt: skip
+                batches = reader.batches(query, params, plans, extra=extra,
+                                         batch_size_hint_bytes=self.opts.batch_size_hint_bytes)  # fmt: skip
+                for batch in prefetch(batches, depth=1):
                     for day, part in day_of(batch):
                         files.write(part, day)
             written = files.close()
