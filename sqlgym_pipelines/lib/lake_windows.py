@@ -6,6 +6,7 @@ from pathlib import Path
 
 import psycopg
 
+from sqlgym_pipelines.lib import pg
 from sqlgym_pipelines.lib.errors import ConfigError
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -20,7 +21,7 @@ class SafeUpper:
 
 def safe_upper_bound(conn: psycopg.Connection, lag: dt.timedelta) -> SafeUpper:
     """min(server now - lag, start of the oldest open transaction in the source database)."""
-    now, oldest, hidden = conn.execute((SQL_DIR / "safe_upper_bound.sql").read_text()).fetchone()
+    now, oldest, hidden = conn.execute(pg.load_sql(SQL_DIR / "safe_upper_bound.sql")).fetchone()
     bound, method = now - lag, f"server time - lag {lag.total_seconds():g}s"
     if oldest is not None and oldest < bound:
         bound, method = oldest, "start of the oldest open transaction"
