@@ -44,6 +44,11 @@ def _wait_for_location(port: int, proc: subprocess.Popen, timeout_s: float = 120
     pytest.fail(f"dagster dev did not load the code location within {timeout_s}s")
 
 
+def _local(root, *args: str) -> list[str]:
+    """The stack manager's command line, on its own state directory."""
+    return [sys.executable, "-m", "sqlgym_pipelines.local", "--root", str(root), *args]
+
+
 def _env_without_a_stack() -> dict[str, str]:
     """This session's environment minus the test stack's variables, as on a fresh shell."""
     stack_keys = StackInfo("", "", True, None, 0, "").env().keys()
@@ -62,16 +67,7 @@ def root():
 def test_dev_serves_the_code_location_and_ctrl_c_stops_everything(root):
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sqlgym_pipelines.local",
-            "--root",
-            str(root),
-            "dev",
-            "--port",
-            str(port),
-        ],
+        _local(root, "dev", "--port", str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -114,16 +110,7 @@ def test_dev_refuses_a_busy_port(root):
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sqlgym_pipelines.local",
-                "--root",
-                str(root),
-                "dev",
-                "--port",
-                str(port),
-            ],
+            _local(root, "dev", "--port", str(port)),
             capture_output=True,
             text=True,
             timeout=120,
@@ -136,7 +123,7 @@ def test_dev_refuses_a_busy_port(root):
 
 def test_demo_materializes_the_graph_and_stops(root):
     result = subprocess.run(
-        [sys.executable, "-m", "sqlgym_pipelines.local", "--root", str(root), "demo"],
+        _local(root, "demo"),
         capture_output=True,
         text=True,
         timeout=600,
