@@ -73,6 +73,7 @@ class StackInfo:
             "SQLGYM_LAKE_BUCKET": "sqlgym-lake-local",
             "SQLGYM_DATALAKE_BUCKET": "sqlgym-datalake-dev-35315550",
             "SQLGYM_CSV_BUCKET": "sqlgym-csv-landing-local",
+            "SQLGYM_SENSORS_DEFAULT_STATUS": "running",  # `make dev` shows the sensors at work
             "ATHENA_DB_NAME": "sqlgym",
             "ATHENA_OUTPUT_LOCATION": "s3://sqlgym-athena-results-local/",
         }

@@ -1,0 +1,411 @@
+"""Arrow -> Postgres loader: COPY into a staging table, then one set-based merge into the target.
+
+Used by the CSV ingestion, the forecast sync and the Athena -> Neon ETL. Nothing is ever
+inserted row by row: Arrow batches are rendered to CSV by pyarrow's C++ writer and streamed
+through `COPY ... FROM STDIN (FORMAT csv)`; the merge is `INSERT ... SELECT` (append),
+`INSERT ... ON CONFLICT DO UPDATE` (upsert) or `DELETE` + `INSERT` (replace), run in the
+caller's transaction so that a failure anywhere rolls the whole load back.
+"""
+
+import dataclasses
+import io
+import json
+from collections.abc import Iterable, Sequence
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from psycopg import sql
+
+from sqlgym_pipelines.lib.errors import ConfigError, QueryFailed
+
+ROW_COLUMN = "_sqlgym_row"  # staging's arrival order: the last version of a key wins
+MODES = ("append", "upsert", "replace")
+_COPY_CHUNK_BYTES = 8 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRef:
+    schema: str
+    name: str
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclasses.dataclass
+class MergeCounts:
+    staged: int = 0
+    superseded: int = 0  # staged rows replaced by a later row with the same key
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def pg_type(arrow_type: pa.DataType) -> str:
+    """The Postgres column type that holds an Arrow type without loss."""
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        return pg_type(t.value_type)
+    simple = {
+        pa.bool_(): "boolean",
+        pa.int8(): "smallint",
+        pa.int16(): "smallint",
+        pa.uint8(): "smallint",
+        pa.int32(): "integer",
+        pa.uint16(): "integer",
+        pa.int64(): "bigint",
+        pa.uint32(): "bigint",
+        pa.uint64(): "numeric(20,0)",
+        pa.float16(): "real",
+        pa.float32(): "real",
+        pa.float64(): "double precision",
+        pa.date32(): "date",
+        pa.date64(): "date",
+        pa.null(): "text",
+    }
+    if t in simple:
+        return simple[t]
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "text"
+    if pa.types.is_decimal(t):
+        return f"numeric({t.precision},{t.scale})"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_duration(t):
+        return "interval"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "bytea"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t):
+        return "jsonb"
+    raise ConfigError(f"Arrow type {t} has no Postgres mapping; cast the column first")
+
+
+def create_table(
+    conn: psycopg.Connection,
+    ref: TableRef,
+    schema: pa.Schema,
+    *,
+    primary_key: Sequence[str] = (),
+    unlogged: bool = False,
+    with_row_column: bool = False,
+) -> None:
+    """CREATE TABLE IF NOT EXISTS from an Arrow schema (and the schema itself if missing)."""
+    columns = [
+        sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(pg_type(f.type))) for f in schema
+    ]
+    if with_row_column:
+        columns.append(
+            sql.SQL("{} bigint GENERATED ALWAYS AS IDENTITY").format(sql.Identifier(ROW_COLUMN))
+        )
+    if primary_key:
+        columns.append(sql.SQL("PRIMARY KEY ({})").format(_idents(primary_key)))
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ref.schema)))
+    conn.execute(
+        sql.SQL("CREATE {}TABLE IF NOT EXISTS {} ({})").format(
+            sql.SQL("UNLOGGED " if unlogged else ""), ref.ident, sql.SQL(", ").join(columns)
+        )
+    )
+
+
+def create_staging(conn: psycopg.Connection, ref: TableRef, schema: pa.Schema) -> None:
+    """A fresh UNLOGGED staging table (dropped first) with the arrival-order column."""
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ref.ident))
+    create_table(conn, ref, schema, unlogged=True, with_row_column=True)
+
+
+def copy_arrow(
+    conn: psycopg.Connection,
+    ref: TableRef,
+    data: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
+) -> int:
+    """COPY Arrow data into an existing table by column name; returns the rows written."""
+    batches = [data] if isinstance(data, pa.Table | pa.RecordBatch) else data
+    rows = 0
+    copy_stmt = None
+    copy_cm = None
+    copy = None
+    try:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            batch = _copyable(batch)
+            if copy is None:
+                copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                    ref.ident, _idents(batch.schema.names)
+                )
+                copy_cm = conn.cursor().copy(copy_stmt)
+                copy = copy_cm.__enter__()
+            buffer = io.BytesIO()
+            pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
+            view = buffer.getbuffer()
+            for start in range(0, len(view), _COPY_CHUNK_BYTES):
+                copy.write(view[start : start + _COPY_CHUNK_BYTES])
+            del view
+            rows += batch.num_rows
+    except BaseException as exc:
+        if copy_cm is not None:
+            copy_cm.__exit__(type(exc), exc, exc.__traceback__)
+        if isinstance(exc, psycopg.Error):
+            raise QueryFailed(f"COPY into {ref} failed: {_reason(exc)}") from exc
+        raise
+    if copy_cm is not None:
+        try:
+            copy_cm.__exit__(None, None, None)
+        except psycopg.Error as exc:
+            raise QueryFailed(f"COPY into {ref} failed: {_reason(exc)}") from exc
+    return rows
+
+
+def _copyable(batch: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """Columns pyarrow's CSV writer cannot render as Postgres reads them, rendered as text."""
+    for i, field in enumerate(batch.schema):
+        t = field.type
+        if pa.types.is_dictionary(t):
+            batch = batch.set_column(i, field.name, pc.cast(batch.column(i), t.value_type))
+        elif (
+            pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+        ):
+            values = [None if v is None else "\\x" + v.hex() for v in batch.column(i).to_pylist()]
+            batch = batch.set_column(i, field.name, pa.array(values, pa.string()))
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t):
+            values = [
+                None if v is None else json.dumps(v, default=str)
+                for v in batch.column(i).to_pylist()
+            ]
+            batch = batch.set_column(i, field.name, pa.array(values, pa.string()))
+    return batch
+
+
+def dedupe(conn: psycopg.Connection, staging: TableRef, key: Sequence[str]) -> int:
+    """Delete staged rows superseded by a later row with the same key; returns how many."""
+    stmt = sql.SQL(
+        "DELETE FROM {staging} s USING {staging} later "
+        "WHERE ({s_key}) IS NOT DISTINCT FROM ({l_key}) AND later.{row} > s.{row}"
+    ).format(
+        staging=staging.ident,
+        s_key=sql.SQL(", ").join(sql.Identifier("s", k) for k in key),
+        l_key=sql.SQL(", ").join(sql.Identifier("later", k) for k in key),
+        row=sql.Identifier(ROW_COLUMN),
+    )
+    return conn.execute(stmt).rowcount
+
+
+def target_columns(conn: psycopg.Connection, ref: TableRef) -> dict[str, str]:
+    """{column: formatted type} of an existing table, in order; {} if it does not exist."""
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (ref.schema, ref.name),
+    ).fetchall()
+    return dict(rows)
+
+
+def unique_keys(conn: psycopg.Connection, ref: TableRef) -> list[tuple[str, ...]]:
+    """The column sets of the table's primary key and unique indexes (ON CONFLICT targets)."""
+    rows = conn.execute(
+        "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+        "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL "
+        "GROUP BY i.indexrelid",
+        (ref.schema, ref.name),
+    ).fetchall()
+    return [tuple(r[0]) for r in rows]
+
+
+def check_target(
+    conn: psycopg.Connection,
+    target: TableRef,
+    columns: Sequence[str],
+    key: Sequence[str],
+    mode: str,
+) -> dict[str, str]:
+    """The target's column types; a clear error if a column or the upsert key's index is missing."""
+    if mode not in MODES:
+        raise ConfigError(f"load mode {mode!r} is not one of {', '.join(MODES)}")
+    existing = target_columns(conn, target)
+    if not existing:
+        raise ConfigError(f"target table {target} does not exist")
+    missing = [c for c in columns if c not in existing]
+    if missing:
+        raise ConfigError(
+            f"target table {target} has no column(s) {', '.join(missing)} "
+            f"(columns: {', '.join(existing)})"
+        )
+    if mode == "upsert":
+        if not key:
+            raise ConfigError(f"upsert into {target} needs key columns")
+        if set(key) not in [set(k) for k in unique_keys(conn, target)]:
+            raise ConfigError(
+                f"upsert into {target} on ({', '.join(key)}) needs a primary key or unique "
+                f"index on exactly those columns; add one or change the key"
+            )
+    return existing
+
+
+def merge(
+    conn: psycopg.Connection,
+    staging: TableRef,
+    target: TableRef,
+    *,
+    columns: Sequence[str],
+    mode: str,
+    key: Sequence[str] = (),
+    replace_where: sql.Composable | None = None,
+    touch_column: str | None = None,
+    batch_rows: int | None = None,
+) -> MergeCounts:
+    """Move staged rows into the target in the caller's transaction.
+
+    append: insert every staged row. upsert: insert new keys, update existing keys whose values
+    differ (touch_column, e.g. updated_at, is set to now() only then), leave equal rows alone.
+    replace: delete the target rows matching replace_where, then insert. Staged keys must be
+    unique for upsert (see dedupe). batch_rows splits the insert by arrival order.
+    """
+    types = check_target(conn, target, columns, key, mode)
+    counts = MergeCounts()
+    if mode == "replace":
+        if replace_where is None:
+            raise ConfigError(f"replace into {target} needs the partition's WHERE clause")
+        counts.deleted = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE ").format(target.ident) + replace_where
+        ).rowcount
+    low, high = conn.execute(
+        sql.SQL("SELECT min({r}), max({r}) FROM {s}").format(
+            r=sql.Identifier(ROW_COLUMN), s=staging.ident
+        )
+    ).fetchone()
+    if low is None:
+        return counts
+    step = batch_rows or (high - low + 1)
+    for start in range(low, high + 1, step):
+        inserted, updated = _insert(
+            conn, staging, target, columns, types, mode, key, touch_column, (start, start + step)
+        )
+        counts.inserted += inserted
+        counts.updated += updated
+    counts.staged = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(staging.ident)
+    ).fetchone()[0]
+    counts.unchanged = counts.staged - counts.inserted - counts.updated
+    return counts
+
+
+def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows):
+    cols = _idents(columns)
+    select = sql.SQL(", ").join(
+        sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns
+    )
+    stmt = sql.SQL(
+        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {s} WHERE {r} >= %s AND {r} < %s"
+    ).format(
+        t=target.ident, cols=cols, select=select, s=staging.ident, r=sql.Identifier(ROW_COLUMN)
+    )
+    if mode == "upsert":
+        values = [c for c in columns if c not in key]
+        if values:
+            sets = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values]
+            if touch_column and touch_column in types and touch_column not in columns:
+                sets.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
+            stmt += sql.SQL(
+                " ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new})"
+            ).format(
+                k=_idents(key),
+                sets=sql.SQL(", ").join(sets),
+                old=sql.SQL(", ").join(sql.Identifier("t", c) for c in values),
+                new=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in values),
+            )
+        else:
+            stmt += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(_idents(key))
+    if mode != "upsert":
+        try:
+            return conn.execute(stmt, rows).rowcount, 0
+        except psycopg.Error as exc:
+            raise QueryFailed(f"loading {staging} into {target} failed: {_reason(exc)}") from exc
+    counted = sql.SQL(
+        "WITH merged AS ({} RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+    ).format(stmt)
+    try:
+        inserted, updated = conn.execute(counted, rows).fetchone()
+    except psycopg.Error as exc:
+        raise QueryFailed(f"loading {staging} into {target} failed: {_reason(exc)}") from exc
+    return inserted, updated
+
+
+def load_arrow(
+    conn: psycopg.Connection,
+    target: TableRef,
+    data: pa.Table | Iterable[pa.RecordBatch],
+    *,
+    mode: str,
+    key: Sequence[str] = (),
+    replace_where: sql.Composable | None = None,
+    touch_column: str | None = None,
+    batch_rows: int | None = None,
+) -> MergeCounts:
+    """Stage Arrow data in a temp table and merge it into the target (caller's transaction)."""
+    batches = iter([data] if isinstance(data, pa.Table) else data)
+    first = next(batches, None)
+    if first is None:
+        return MergeCounts()
+    staging = TableRef("pg_temp", f"_stage_{target.name}"[:63])
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging.ident))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ({}, {} bigint GENERATED ALWAYS AS IDENTITY)").format(
+            sql.Identifier(staging.name),
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(pg_type(f.type)))
+                for f in first.schema
+            ),
+            sql.Identifier(ROW_COLUMN),
+        )
+    )
+    copy_arrow(conn, staging, _chain(first, batches))
+    superseded = dedupe(conn, staging, key) if mode == "upsert" else 0
+    counts = merge(
+        conn,
+        staging,
+        target,
+        columns=first.schema.names,
+        mode=mode,
+        key=key,
+        replace_where=replace_where,
+        touch_column=touch_column,
+        batch_rows=batch_rows,
+    )
+    counts.superseded = superseded
+    conn.execute(sql.SQL("DROP TABLE {}").format(staging.ident))
+    return counts
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _idents(names: Iterable[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def _reason(exc: psycopg.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    parts = [str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__]
+    if diag is not None and diag.context:
+        parts.append(f"({diag.context.strip().splitlines()[0]})")
+    return " ".join(parts)
