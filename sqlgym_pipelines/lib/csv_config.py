@@ -214,7 +214,7 @@ class Dataset(_Model):
     name: str = ""
     source: Source
     csv: Dialect = Dialect()
-    schema_: dict[str, ColumnSpec | str] = Field(alias="schema")
+    schema_: dict[str, ColumnSpec] = Field(alias="schema")
     extra_columns: Literal["ignore", "error"] = "ignore"
     transforms: tuple[Transform, ...] = ()
     rules: tuple[Rule, ...] = ()
@@ -224,12 +224,17 @@ class Dataset(_Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("schema_", mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        """`column: integer` is short for `column: {type: integer}`."""
+        if isinstance(value, dict):
+            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
     @property
     def columns(self) -> dict[str, ColumnSpec]:
-        return {
-            name: spec if isinstance(spec, ColumnSpec) else ColumnSpec(type=spec)
-            for name, spec in self.schema_.items()
-        }
+        return dict(self.schema_)
 
     @property
     def table(self) -> str:

@@ -6,6 +6,7 @@ empty, a transform cannot convert it, or a rule rejects it. Every failure become
 `unique` rules and `min_rows` need the whole file: they are enforced in the staging table.
 """
 
+import dataclasses
 import datetime as dt
 
 import polars as pl
@@ -68,6 +69,15 @@ def convert_any(expr: pl.Expr, current: pl.DataType, type_name: str) -> pl.Expr:
     return expr.cast(dtype(type_name), strict=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class Step:
+    column: str
+    new: pl.Expr | None  # None: a check that leaves the value as it is
+    ok: pl.Expr
+    reason: str
+    name: str | None = None
+
+
 class Batch:
     """One batch on its way through the dataset's steps: good rows and the rejects so far."""
 
@@ -80,27 +90,44 @@ class Batch:
         self, column: str, new: pl.Expr, ok: pl.Expr, reason: str, *, name: str | None = None
     ):
         """Set column (or name) to new where ok holds (or is null); reject the other rows."""
-        out = name or column
-        checked = self.frame.with_columns(new.alias("__new"), ok.fill_null(True).alias("__ok"))
-        bad = checked.filter(~pl.col("__ok"))
-        if bad.height:
-            self.rejects.append(
-                bad.select(
-                    pl.col(LINE).alias("line"),
-                    pl.lit(out).alias("column"),
-                    pl.lit(reason).alias("reason"),
-                    pl.col(column).cast(pl.Utf8).alias("value"),
+        self.apply_all([Step(column, new, ok, reason, name)])
+
+    def apply_all(self, steps: list["Step"]) -> None:
+        """Independent steps evaluated together: a row is rejected once, with every failure."""
+        if not steps:
+            return
+        news = [s.new.alias(f"__new{i}") for i, s in enumerate(steps) if s.new is not None]
+        oks = [s.ok.fill_null(True).alias(f"__ok{i}") for i, s in enumerate(steps)]
+        checked = self.frame.with_columns(*news, *oks)
+        for i, step in enumerate(steps):
+            bad = checked.filter(~pl.col(f"__ok{i}"))
+            if bad.height:
+                self.rejects.append(
+                    bad.select(
+                        pl.col(LINE).alias("line"),
+                        pl.lit(step.name or step.column).alias("column"),
+                        pl.lit(step.reason).alias("reason"),
+                        pl.col(step.column).cast(pl.Utf8).alias("value"),
+                    )
                 )
-            )
+        writes = [i for i, s in enumerate(steps) if s.new is not None]
+        temporary = [f"__new{i}" for i in writes] + [f"__ok{i}" for i in range(len(steps))]
         self.frame = (
-            checked.filter(pl.col("__ok"))
-            .with_columns(pl.col("__new").alias(out))
-            .drop("__new", "__ok")
+            checked.filter(pl.all_horizontal(f"__ok{i}" for i in range(len(steps))))
+            .with_columns(
+                pl.col(f"__new{i}").alias(steps[i].name or steps[i].column) for i in writes
+            )
+            .drop(temporary)
         )
 
     def convert(
         self, column: str, type_name: str, fmt: str | None = None, *, to: str | None = None
     ):
+        self.apply_all([self.conversion(column, type_name, fmt, to=to)])
+
+    def conversion(
+        self, column: str, type_name: str, fmt: str | None = None, *, to: str | None = None
+    ) -> "Step":
         current = self.frame.schema[column]
         new = (
             convert(pl.col(column), type_name, fmt)
@@ -109,7 +136,7 @@ class Batch:
         )
         ok = pl.col(column).is_null() | new.is_not_null()
         shown = f"{type_name} with format {fmt!r}" if fmt else type_name
-        self.apply(column, new, ok, f"not a valid {shown}", name=to)
+        return Step(column, new, ok, f"not a valid {shown}", to)
 
     def rejects_frame(self) -> pl.DataFrame:
         if not self.rejects:
@@ -120,22 +147,24 @@ class Batch:
 def process(dataset: Dataset, frame: pl.DataFrame, partition: dt.date | None = None) -> Batch:
     """Steps of the dataset on a frame of strings (input names + _line)."""
     batch = Batch(frame)
+    missing = [n for n in dataset.columns if n not in frame.columns]  # optional, not in file
+    batch.frame = batch.frame.with_columns(pl.lit(None, pl.Utf8).alias(n) for n in missing)
+    steps = []
     for name, spec in dataset.columns.items():
-        if name not in batch.frame.columns:  # optional column absent from this file
-            batch.frame = batch.frame.with_columns(pl.lit(None, pl.Utf8).alias(name))
         if spec.type not in ("string", "text"):
-            batch.convert(name, spec.type, spec.format)
+            steps.append(batch.conversion(name, spec.type, spec.format))
         if not spec.nullable:
-            batch.apply(
-                name, pl.col(name), pl.col(name).is_not_null(), "empty in a non-nullable column"
+            steps.append(
+                Step(name, None, pl.col(name).is_not_null(), "empty in a non-nullable column")
             )
+    batch.apply_all(steps)
     batch.frame = batch.frame.select([*dataset.columns, LINE])
     for transform in dataset.transforms:
         _transform(batch, transform)
-    for rule in dataset.rules:
-        _rule(batch, rule)
+    batch.apply_all([step for rule in dataset.rules for step in _rule(batch, rule)])
     if dataset.target.mode == "replace" and partition is not None:
         _partition_column(batch, dataset.target.partition_column, partition)
+    batch.frame = batch.frame.select(pl.exclude(LINE), LINE)
     return batch
 
 
@@ -171,30 +200,28 @@ def _transform(batch: Batch, t: Transform) -> None:
         batch.frame = batch.frame.drop(t.drop)
 
 
-def _rule(batch: Batch, rule: Rule) -> None:
-    check = rule.check
+def _rule(batch: Batch, rule: Rule) -> list[Step]:
+    """The row-level steps of a rule (unique and min_rows are enforced in the staging table)."""
+    check, c = rule.check, rule.column
     if check == "not_null":
-        for c in rule.columns:
-            batch.apply(c, pl.col(c), pl.col(c).is_not_null(), "is empty (rule not_null)")
-    elif check == "range":
-        c, ok = rule.column, pl.lit(True)
-        kind = batch.frame.schema[c]
+        return [
+            Step(n, None, pl.col(n).is_not_null(), "is empty (rule not_null)") for n in rule.columns
+        ]
+    if check == "range":
+        ok, kind = pl.lit(True), batch.frame.schema[c]
         if rule.min is not None:
             ok = ok & (pl.col(c) >= _bound(rule.min, kind))
         if rule.max is not None:
             ok = ok & (pl.col(c) <= _bound(rule.max, kind))
-        batch.apply(c, pl.col(c), ok, f"outside range [{_show(rule.min)}, {_show(rule.max)}]")
-    elif check == "regex":
-        c = rule.column
+        return [Step(c, None, ok, f"outside range [{_show(rule.min)}, {_show(rule.max)}]")]
+    if check == "regex":
         ok = pl.col(c).cast(pl.Utf8).str.contains(f"^(?:{rule.pattern})$")
-        batch.apply(c, pl.col(c), ok, f"does not match /{rule.pattern}/")
-    elif check == "allowed_values":
-        c = rule.column
-        kind = batch.frame.schema[c]
-        allowed = pl.Series(list(rule.values)).cast(kind, strict=False)
+        return [Step(c, None, ok, f"does not match /{rule.pattern}/")]
+    if check == "allowed_values":
+        allowed = pl.Series(list(rule.values)).cast(batch.frame.schema[c], strict=False)
         shown = ", ".join(map(str, rule.values[:10])) + (", ..." if len(rule.values) > 10 else "")
-        batch.apply(c, pl.col(c), pl.col(c).is_in(allowed.implode()), f"not one of: {shown}")
-    # unique and min_rows are whole-file rules: enforced in the staging table (csv_ingest)
+        return [Step(c, None, pl.col(c).is_in(allowed.implode()), f"not one of: {shown}")]
+    return []
 
 
 def _partition_column(batch: Batch, column: str, partition: dt.date) -> None:
@@ -202,7 +229,7 @@ def _partition_column(batch: Batch, column: str, partition: dt.date) -> None:
         batch.frame = batch.frame.with_columns(pl.lit(partition).alias(column))
         return
     day = pl.col(column).cast(pl.Date, strict=False)
-    batch.apply(column, pl.col(column), day == partition, f"not in partition {partition}")
+    batch.apply_all([Step(column, None, day == partition, f"not in partition {partition}")])
 
 
 def _bound(value, kind: pl.DataType):
