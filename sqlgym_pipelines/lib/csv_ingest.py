@@ -143,7 +143,9 @@ def _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, re
             ) from exc
         raise
     try:
-        names, batches = read_batches(body, dataset.csv, names=list(dataset.columns))
+        names, batches = read_batches(
+            body, dataset.csv, names=list(dataset.columns), block_size=dataset.block_size_bytes
+        )
         _check_header(dataset, file, names)
         for batch in batches:
             processed = process(dataset, batch.frame, day)
