@@ -8,6 +8,7 @@ caller's transaction so that a failure anywhere rolls the whole load back.
 """
 
 import dataclasses
+import decimal
 import io
 import json
 from collections.abc import Iterable, Sequence
@@ -142,11 +143,17 @@ def copy_arrow(
                 continue
             batch = _copyable(batch)
             if copy is None:
+                names = batch.schema.names
                 copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                    ref.ident, _idents(batch.schema.names)
+                    ref.ident, _idents(names)
                 )
                 copy_cm = conn.cursor().copy(copy_stmt)
                 copy = copy_cm.__enter__()
+            elif batch.schema.names != names:
+                raise ConfigError(
+                    f"COPY into {ref}: a batch has columns {', '.join(batch.schema.names)}, "
+                    f"the first had {', '.join(names)}"
+                )
             buffer = io.BytesIO()
             pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
             view = buffer.getbuffer()
@@ -174,9 +181,8 @@ def _copyable(batch: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
         t = field.type
         if pa.types.is_dictionary(t):
             batch = batch.set_column(i, field.name, pc.cast(batch.column(i), t.value_type))
-        elif (
-            pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
-        ):
+            t = t.value_type
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
             values = [None if v is None else "\\x" + v.hex() for v in batch.column(i).to_pylist()]
             batch = batch.set_column(i, field.name, pa.array(values, pa.string()))
         elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t):
@@ -185,31 +191,44 @@ def _copyable(batch: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
                 for v in batch.column(i).to_pylist()
             ]
             batch = batch.set_column(i, field.name, pa.array(values, pa.string()))
+        elif pa.types.is_string_view(t):  # the CSV writer cannot render string_view
+            batch = batch.set_column(i, field.name, pc.cast(batch.column(i), pa.large_string()))
+        elif pa.types.is_duration(t):  # the CSV writer prints a bare count: Postgres reads seconds
+            digits = {"s": 0, "ms": 3, "us": 6, "ns": 9}[t.unit]
+            values = [
+                None if v is None else f"{decimal.Decimal(v).scaleb(-digits):f} seconds"
+                for v in pc.cast(batch.column(i), pa.int64()).to_pylist()
+            ]
+            batch = batch.set_column(i, field.name, pa.array(values, pa.string()))
     return batch
 
 
 def dedupe(conn: psycopg.Connection, staging: TableRef, key: Sequence[str]) -> int:
     """Delete staged rows superseded by a later row with the same key; returns how many."""
+    # A window (sort) rather than a self-join: `IS NOT DISTINCT FROM` cannot hash or merge, so
+    # the join was a nested loop, quadratic in the staged rows. PARTITION BY groups NULLs alike.
     stmt = sql.SQL(
-        "DELETE FROM {staging} s USING {staging} later "
-        "WHERE ({s_key}) IS NOT DISTINCT FROM ({l_key}) AND later.{row} > s.{row}"
-    ).format(
-        staging=staging.ident,
-        s_key=sql.SQL(", ").join(sql.Identifier("s", k) for k in key),
-        l_key=sql.SQL(", ").join(sql.Identifier("later", k) for k in key),
-        row=sql.Identifier(ROW_COLUMN),
-    )
+        "DELETE FROM {staging} WHERE {row} IN (SELECT {row} FROM (SELECT {row}, "
+        "row_number() OVER (PARTITION BY {key} ORDER BY {row} DESC) AS n FROM {staging}) d "
+        "WHERE n > 1)"
+    ).format(staging=staging.ident, key=_idents(key), row=sql.Identifier(ROW_COLUMN))
     return conn.execute(stmt).rowcount
 
 
-def target_columns(conn: psycopg.Connection, ref: TableRef) -> dict[str, str]:
-    """{column: formatted type} of an existing table, in order; {} if it does not exist."""
+def target_columns(
+    conn: psycopg.Connection, ref: TableRef, *, typmod: bool = True
+) -> dict[str, str]:
+    """{column: formatted type} of an existing table, in order; {} if it does not exist.
+
+    typmod=False drops the modifier (varchar(20) -> character varying, char(3) -> bpchar).
+    """
     rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "SELECT a.attname, format_type(a.atttypid, CASE WHEN %s THEN a.atttypmod ELSE -1 END) "
+        "FROM pg_attribute a "
         "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
         "ORDER BY a.attnum",
-        (ref.schema, ref.name),
+        (typmod, ref.schema, ref.name),
     ).fetchall()
     return dict(rows)
 
@@ -250,6 +269,12 @@ def check_target(
     if mode == "upsert":
         if not key:
             raise ConfigError(f"upsert into {target} needs key columns")
+        absent = [k for k in key if k not in columns]
+        if absent:
+            raise ConfigError(
+                f"upsert into {target}: key column(s) {', '.join(absent)} are not in the data "
+                f"(columns: {', '.join(columns)})"
+            )
         if set(key) not in [set(k) for k in unique_keys(conn, target)]:
             raise ConfigError(
                 f"upsert into {target} on ({', '.join(key)}) needs a primary key or unique "
@@ -277,7 +302,11 @@ def merge(
     replace: delete the target rows matching replace_where, then insert. Staged keys must be
     unique for upsert (see dedupe). batch_rows splits the insert by arrival order.
     """
-    types = check_target(conn, target, columns, key, mode)
+    check_target(conn, target, columns, key, mode)
+    # Staged values are cast to the bare type (text -> jsonb needs an explicit cast) and the
+    # column's modifier is then applied by the INSERT's assignment, which raises where an explicit
+    # cast to varchar(n), char(n) or bit(n) would silently truncate.
+    types = target_columns(conn, target, typmod=False)
     counts = MergeCounts()
     if mode == "replace":
         if replace_where is None:
@@ -306,6 +335,22 @@ def merge(
     return counts
 
 
+# Types without an equality operator, compared as a type that has one (unchanged-row check).
+_COMPARED_AS = {"json": "jsonb", "xml": "text", "point": "text", "line": "text", "lseg": "text",
+                "box": "text", "path": "text", "polygon": "text", "circle": "text"}  # fmt: skip
+
+
+def _comparable(alias: str, column: str, type_name: str) -> sql.Composable:
+    ident = sql.Identifier(alias, column)
+    base = type_name.removesuffix("[]")
+    if base not in _COMPARED_AS:
+        return ident
+    as_type = _COMPARED_AS[base] + ("[]" if type_name.endswith("[]") and base == "json" else "")
+    if type_name.endswith("[]") and base != "json":
+        as_type = "text"
+    return sql.SQL("{}::{}").format(ident, sql.SQL(as_type))
+
+
 def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows):
     cols = _idents(columns)
     select = sql.SQL(", ").join(
@@ -327,8 +372,8 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
             ).format(
                 k=_idents(key),
                 sets=sql.SQL(", ").join(sets),
-                old=sql.SQL(", ").join(sql.Identifier("t", c) for c in values),
-                new=sql.SQL(", ").join(sql.Identifier("excluded", c) for c in values),
+                old=sql.SQL(", ").join(_comparable("t", c, types[c]) for c in values),
+                new=sql.SQL(", ").join(_comparable("excluded", c, types[c]) for c in values),
             )
         else:
             stmt += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(_idents(key))
@@ -364,6 +409,9 @@ def load_arrow(
     first = next(batches, None)
     if first is None:
         return MergeCounts()
+    # Before staging anything: a clear error, not a COPY of every row then a raw SQL error from
+    # dedupe (an upsert without key columns) or merge.
+    check_target(conn, target, first.schema.names, key, mode)
     staging = TableRef("pg_temp", f"_stage_{target.name}"[:63])
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging.ident))
     conn.execute(
