@@ -29,6 +29,7 @@ from sqlgym_pipelines.lib.csv_read import LINE, BadRow, CsvFileError, read_batch
 from sqlgym_pipelines.lib.csv_transform import check_dataset, process
 from sqlgym_pipelines.lib.errors import ConfigError, SqlgymError
 from sqlgym_pipelines.lib.pg_load import TableRef
+from sqlgym_pipelines.lib.prefetch import prefetch
 from sqlgym_pipelines.lib.s3_files import S3File, files_for_day
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -50,6 +51,7 @@ class StageResult:
     rows_read: int = 0
     rejected_rows: int = 0
     staged_rows: int = 0
+    duplicate_keys: int = 0  # keys of the target held by more than one staged row
     bytes: int = 0
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     duration_s: float = 0.0
@@ -113,9 +115,9 @@ def stage(
         _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, reasons)
     for rule in dataset.rules:
         if rule.check == "unique":
-            reasons["duplicate (rule unique)"] += _unique(
-                conn, result, rule.columns, rejects, run_id
-            )
+            dupes = _unique(conn, result, rule.columns, rejects, run_id)
+            if dupes:
+                reasons[f"duplicate {', '.join(rule.columns)} (rule unique)"] += dupes
     result.rejected_rows = conn.execute(
         sql.SQL(
             "SELECT count(DISTINCT (file_key, line)) FROM {} WHERE dataset = %s AND partition = %s"
@@ -125,6 +127,8 @@ def stage(
     result.staged_rows = conn.execute(
         sql.SQL("SELECT count(*) FROM {}").format(result.staging.ident)
     ).fetchone()[0]
+    if dataset.target.key:  # counted once here; the checks and publish read the number
+        result.duplicate_keys = _duplicate_keys(conn, result.staging, dataset.target.key)
     result.reasons = dict(reasons.most_common())
     _record_manifest(conn, config, result, run_id)
     result.duration_s = time.monotonic() - started
@@ -147,26 +151,36 @@ def _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, re
             body, dataset.csv, names=list(dataset.columns), block_size=dataset.block_size_bytes
         )
         _check_header(dataset, file, names)
-        for batch in batches:
-            processed = process(dataset, batch.frame, day)
-            good = processed.frame.with_columns(
-                pl.lit(file.key).alias(FILE_COLUMN), pl.col(LINE).alias(LINE_COLUMN)
-            ).drop(LINE)
-            pg_load.copy_arrow(conn, result.staging, good.to_arrow())
-            bad = _reject_rows(processed, batch.bad_rows, dataset, day, file, run_id)
+        # parse + type + transform the next batch (pyarrow / polars, GIL released) while
+        # Postgres takes the COPY of this one
+        for good, bad, read in prefetch(_processed(batches, dataset, day, file, run_id), depth=1):
+            pg_load.copy_arrow(conn, result.staging, good)
             if bad.height:
                 pg_load.copy_arrow(conn, rejects, bad.to_arrow())
                 reasons.update(bad["reason"].to_list())
                 if result.reject_preview is None or result.reject_preview.height < PREVIEW_ROWS:
                     result.reject_preview = bad.head(PREVIEW_ROWS)
             if result.preview is None or result.preview.height < PREVIEW_ROWS:
-                result.preview = good.drop(FILE_COLUMN, LINE_COLUMN).head(PREVIEW_ROWS)
-            result.rows_read += batch.frame.height + len(batch.bad_rows)
+                result.preview = pl.from_arrow(good.drop([FILE_COLUMN, LINE_COLUMN])).head(
+                    PREVIEW_ROWS
+                )
+            result.rows_read += read
     except CsvFileError as exc:
         raise CsvDataError(f"{file.uri}: {exc}") from exc
     finally:
         body.close()
     result.bytes += file.size
+
+
+def _processed(batches, dataset: Dataset, day, file: S3File, run_id: str):
+    """(good rows as Arrow, rejects, records read) per batch."""
+    for batch in batches:
+        processed = process(dataset, batch.frame, day)
+        good = processed.frame.with_columns(
+            pl.lit(file.key).alias(FILE_COLUMN), pl.col(LINE).alias(LINE_COLUMN)
+        ).drop(LINE)
+        bad = _reject_rows(processed, batch.bad_rows, dataset, day, file, run_id)
+        yield good.to_arrow(), bad, batch.frame.height + len(batch.bad_rows)
 
 
 def _check_header(dataset: Dataset, file: S3File, names: list[str]) -> None:
@@ -238,11 +252,13 @@ def _record_manifest(conn, config: CsvConfig, result: StageResult, run_id: str) 
     conn.execute(
         sql.SQL(
             "INSERT INTO {} (dataset, partition, run_id, staging_table, files, rows_read, "
-            "rejected_rows, staged_rows, reasons) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "rejected_rows, staged_rows, duplicate_keys, reasons) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (dataset, partition) DO UPDATE SET run_id = EXCLUDED.run_id, "
             "staging_table = EXCLUDED.staging_table, files = EXCLUDED.files, "
             "rows_read = EXCLUDED.rows_read, rejected_rows = EXCLUDED.rejected_rows, "
-            "staged_rows = EXCLUDED.staged_rows, reasons = EXCLUDED.reasons, "
+            "staged_rows = EXCLUDED.staged_rows, duplicate_keys = EXCLUDED.duplicate_keys, "
+            "reasons = EXCLUDED.reasons, "
             "staged_at = now(), published_at = NULL"
         ).format(sql.Identifier(config.ingest_schema, "stage_manifest")),
         (
@@ -254,6 +270,7 @@ def _record_manifest(conn, config: CsvConfig, result: StageResult, run_id: str) 
             result.rows_read,
             result.rejected_rows,
             result.staged_rows,
+            result.duplicate_keys,
             json.dumps(result.reasons),
         ),
     )
@@ -262,7 +279,8 @@ def _record_manifest(conn, config: CsvConfig, result: StageResult, run_id: str) 
 def manifest(conn, config: CsvConfig, dataset: Dataset, day: dt.date) -> dict | None:
     cur = conn.execute(
         sql.SQL(
-            "SELECT run_id, files, rows_read, rejected_rows, staged_rows, reasons, published_at "
+            "SELECT run_id, files, rows_read, rejected_rows, staged_rows, duplicate_keys, reasons, "
+            "published_at "
             "FROM {} WHERE dataset = %s AND partition = %s"
         ).format(sql.Identifier(config.ingest_schema, "stage_manifest")),
         (dataset.name, day),
@@ -307,8 +325,7 @@ def audit(conn, config: CsvConfig, dataset: Dataset, day: dt.date) -> list[Verdi
             )
     key = dataset.target.key
     if key:
-        staging = staging_table(config, dataset, day)
-        dupes = _duplicate_keys(conn, staging, key)
+        dupes = staged["duplicate_keys"]
         allowed = dataset.target.mode == "upsert"  # the last version of a key wins
         verdicts.append(
             Verdict(
@@ -358,7 +375,7 @@ def publish(
             (dataset.name, json.dumps(_files(conn, config, dataset, day))),
         )
     superseded = 0
-    if dataset.target.mode == "upsert":
+    if dataset.target.mode == "upsert" and manifest(conn, config, dataset, day)["duplicate_keys"]:
         superseded = pg_load.dedupe(conn, staging, dataset.target.key)
     replace_where = None
     if dataset.target.mode == "replace":

@@ -28,11 +28,14 @@ CREATE TABLE IF NOT EXISTS {schema}.stage_manifest (
     rows_read      bigint      NOT NULL,
     rejected_rows  bigint      NOT NULL,
     staged_rows    bigint      NOT NULL,
+    duplicate_keys bigint      NOT NULL DEFAULT 0,
     reasons        jsonb       NOT NULL,
     staged_at      timestamptz NOT NULL DEFAULT now(),
     published_at   timestamptz,
     PRIMARY KEY (dataset, partition)
 );
+
+ALTER TABLE {schema}.stage_manifest ADD COLUMN IF NOT EXISTS duplicate_keys bigint NOT NULL DEFAULT 0;
 
 CREATE TABLE IF NOT EXISTS {schema}.loaded_files (
     dataset   text        NOT NULL,
