@@ -220,7 +220,7 @@ class Dataset(_Model):
     rules: tuple[Rule, ...] = ()
     max_reject_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     target: Target
-    block_size_bytes: Annotated[int, Field(ge=1 << 16)] = 8 << 20  # CSV read per batch
+    block_size_bytes: Annotated[int, Field(ge=1 << 16)] = 4 << 20  # CSV read per batch
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -478,4 +478,6 @@ def published_duplicates(conn, dataset: Dataset) -> int:
     target = TableRef(dataset.target.schema_, dataset.table)
     if not pg_load.target_columns(conn, target):
         return 0
+    if set(dataset.target.key) in [set(k) for k in pg_load.unique_keys(conn, target)]:
+        return 0  # a primary key or unique index enforces it: no need to scan the table
     return _duplicate_keys(conn, target, dataset.target.key)

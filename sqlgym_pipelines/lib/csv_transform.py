@@ -99,7 +99,10 @@ class Batch:
         news = [s.new.alias(f"__new{i}") for i, s in enumerate(steps) if s.new is not None]
         oks = [s.ok.fill_null(True).alias(f"__ok{i}") for i, s in enumerate(steps)]
         checked = self.frame.with_columns(*news, *oks)
-        for i, step in enumerate(steps):
+        failed = checked.select(
+            pl.any_horizontal(~pl.col(f"__ok{i}") for i in range(len(steps))).any()
+        ).item()
+        for i, step in enumerate(steps if failed else ()):
             bad = checked.filter(~pl.col(f"__ok{i}"))
             if bad.height:
                 self.rejects.append(
@@ -112,13 +115,11 @@ class Batch:
                 )
         writes = [i for i, s in enumerate(steps) if s.new is not None]
         temporary = [f"__new{i}" for i in writes] + [f"__ok{i}" for i in range(len(steps))]
-        self.frame = (
-            checked.filter(pl.all_horizontal(f"__ok{i}" for i in range(len(steps))))
-            .with_columns(
-                pl.col(f"__new{i}").alias(steps[i].name or steps[i].column) for i in writes
-            )
-            .drop(temporary)
-        )
+        if failed:
+            checked = checked.filter(pl.all_horizontal(f"__ok{i}" for i in range(len(steps))))
+        self.frame = checked.with_columns(
+            pl.col(f"__new{i}").alias(steps[i].name or steps[i].column) for i in writes
+        ).drop(temporary)
 
     def convert(
         self, column: str, type_name: str, fmt: str | None = None, *, to: str | None = None
