@@ -1,6 +1,7 @@
 """Stage -> audit -> publish against the real moto S3 and Postgres: values, quarantine, modes."""
 
 import datetime as dt
+import gzip
 import json
 from decimal import Decimal
 
@@ -251,3 +252,15 @@ def test_target_credentials_from_a_secret():
     assert csv_ingest.url_from_secret({"url": "postgresql://a/b"}, "s") == "postgresql://a/b"
     with pytest.raises(csv_ingest.ConfigError, match="secret 's' has neither"):
         csv_ingest.url_from_secret({"host": "h"}, "s")
+
+
+def test_compressed_files_are_read_as_they_stream(pg_db, s3, s3_bucket):
+    cfg = config(s3_bucket, source={"bucket": s3_bucket, "prefix": "in/", "pattern": "*.csv.gz"})
+    text = "id,name,amount\n" + "".join(f"{i},n{i},{i}.5\n" for i in range(5000))
+    put(s3, s3_bucket, "in/2026-01-15.csv.gz", gzip.compress(text.encode()))
+    put(s3, s3_bucket, "in/2026-01-15.csv", "id,name,amount\n99999,not matched,1\n")
+    staged, _, counts = ingest(pg_db, s3, cfg)
+    assert (staged.rows_read, counts.inserted) == (5000, 5000)
+    assert rows(pg_db, "SELECT sum(amount), max(id) FROM shop.items") == [
+        (Decimal(sum(i + 0.5 for i in range(5000))).quantize(Decimal("0.01")), 4999)
+    ]

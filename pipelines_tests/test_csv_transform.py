@@ -193,3 +193,13 @@ def test_replace_mode_fills_or_checks_the_partition_column():
     out, found = run(ds, dt.date(2024, 3, 1), id=["1", "2"], day=["2024-03-01", "2024-03-02"])
     assert out["id"].to_list() == [1]
     assert rejects(found) == [(3, "day", "not in partition 2024-03-01", "2024-03-02")]
+
+
+def test_a_derived_value_that_does_not_fit_its_type_rejects_the_row():
+    ds = dataset(
+        {"a": "string", "b": "string"},
+        transforms=[{"derive": {"n": {"expr": "concat(a, b)", "type": "integer"}}}],
+    )
+    out, found = run(ds, a=["1", "x"], b=["2", "y"])
+    assert out.select("a", "n").rows() == [("1", 12)]
+    assert rejects(found) == [(3, "n", "not a valid integer", "xy")]

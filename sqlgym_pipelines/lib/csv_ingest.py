@@ -148,7 +148,10 @@ def _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, re
         raise
     try:
         names, batches = read_batches(
-            body, dataset.csv, names=list(dataset.columns), block_size=dataset.block_size_bytes
+            _decompressed(body, file.key),
+            dataset.csv,
+            names=list(dataset.columns),
+            block_size=dataset.block_size_bytes,
         )
         _check_header(dataset, file, names)
         # parse + type + transform the next batch (pyarrow / polars, GIL released) while
@@ -170,6 +173,17 @@ def _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, re
     finally:
         body.close()
     result.bytes += file.size
+
+
+COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
+
+
+def _decompressed(body, key: str):
+    """The object's bytes, decompressed when its key ends in .gz, .bz2, .zst or .lz4."""
+    for suffix, codec in COMPRESSION.items():
+        if key.endswith(suffix):
+            return pa.CompressedInputStream(pa.PythonFile(body, mode="r"), codec)
+    return body
 
 
 def _processed(batches, dataset: Dataset, day, file: S3File, run_id: str):

@@ -193,10 +193,9 @@ def _transform(batch: Batch, t: Transform) -> None:
     elif kind == "derive":
         for name, spec in t.derive.items():
             expr, type_name = (spec, None) if isinstance(spec, str) else (spec.expr, spec.type)
-            new = pl.sql_expr(expr)
-            if type_name:
-                new = new.cast(dtype(type_name), strict=False)
-            batch.frame = batch.frame.with_columns(new.alias(name))
+            batch.frame = batch.frame.with_columns(pl.sql_expr(expr).alias(name))
+            if type_name:  # a value that does not fit the declared type rejects its row
+                batch.convert(name, type_name)
     elif kind == "drop":
         batch.frame = batch.frame.drop(t.drop)
 
