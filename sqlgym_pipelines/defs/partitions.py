@@ -28,3 +28,16 @@ def days_of(context) -> list[dt.date]:
     window = context.partition_time_window
     first, last = window.start.date(), window.end.date()
     return [first + dt.timedelta(days=i) for i in range((last - first).days)]
+
+
+def forecast_horizon_days() -> int:
+    value = os.environ.get("SQLGYM_FORECAST_HORIZON_DAYS") or "90"
+    if not value.isdigit():
+        raise ValueError(f"SQLGYM_FORECAST_HORIZON_DAYS={value!r} is not a number of days")
+    return int(value)
+
+
+# Forecasts are about days to come: partitions reach SQLGYM_FORECAST_HORIZON_DAYS past today.
+forecast_partitions = dg.DailyPartitionsDefinition(
+    start_date=partition_start(), timezone="UTC", end_offset=forecast_horizon_days()
+)

@@ -403,8 +403,15 @@ def load_arrow(
     replace_where: sql.Composable | None = None,
     touch_column: str | None = None,
     batch_rows: int | None = None,
+    partition_where: sql.Composable | None = None,
+    delete_missing: bool = False,
 ) -> MergeCounts:
-    """Stage Arrow data in a temp table and merge it into the target (caller's transaction)."""
+    """Stage Arrow data in a temp table and merge it into the target (caller's transaction).
+
+    partition_where names the target rows this load owns (e.g. one business_date). For an
+    upsert, an empty partition is filled with a plain INSERT (no conflict checks); with
+    delete_missing, the partition's rows whose key is not in the data are deleted (a sync).
+    """
     batches = iter([data] if isinstance(data, pa.Table) else data)
     first = next(batches, None)
     if first is None:
@@ -426,20 +433,51 @@ def load_arrow(
     )
     copy_arrow(conn, staging, _chain(first, batches))
     superseded = dedupe(conn, staging, key) if mode == "upsert" else 0
+    merge_mode = mode
+    if (
+        mode == "upsert"
+        and partition_where is not None
+        and not _any_row(conn, target, partition_where)
+    ):
+        merge_mode = "append"  # nothing to conflict with: skip the per-row conflict checks
     counts = merge(
         conn,
         staging,
         target,
         columns=first.schema.names,
-        mode=mode,
+        mode=merge_mode,
         key=key,
         replace_where=replace_where,
         touch_column=touch_column,
         batch_rows=batch_rows,
     )
     counts.superseded = superseded
+    if delete_missing:
+        if partition_where is None or not key:
+            raise ConfigError(f"delete_missing into {target} needs partition_where and key")
+        counts.deleted += delete_absent(conn, staging, target, key, partition_where)
     conn.execute(sql.SQL("DROP TABLE {}").format(staging.ident))
     return counts
+
+
+def delete_absent(
+    conn: psycopg.Connection,
+    staging: TableRef,
+    target: TableRef,
+    key: Sequence[str],
+    partition_where: sql.Composable,
+) -> int:
+    """Delete the partition's target rows whose key the staging table does not hold."""
+    match = sql.SQL(" AND ").join(sql.SQL("s.{k} = t.{k}").format(k=sql.Identifier(k)) for k in key)
+    stmt = sql.SQL(
+        "DELETE FROM {t} t WHERE ({where}) AND NOT EXISTS (SELECT 1 FROM {s} s WHERE {m})"
+    ).format(t=target.ident, where=partition_where, s=staging.ident, m=match)
+    return conn.execute(stmt).rowcount
+
+
+def _any_row(conn: psycopg.Connection, target: TableRef, where: sql.Composable) -> bool:
+    stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} t WHERE {})").format(target.ident, where)
+    return conn.execute(stmt).fetchone()[0]
 
 
 def _chain(first, rest):

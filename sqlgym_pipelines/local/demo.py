@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 from sqlgym_pipelines.lib import pg
 from sqlgym_pipelines.local.demo_csv import seed_csv
+from sqlgym_pipelines.local.demo_forecast import seed_forecast
 from sqlgym_pipelines.local.demo_sqlgym import seed_sqlgym
 from sqlgym_pipelines.local.stack import StackInfo
 
@@ -22,6 +23,7 @@ def _seed_sqlgym_source(info: StackInfo, scale: float, reset: bool) -> dict[str,
 STEPS: list[tuple[str, Seeder]] = [
     ("sqlgym", _seed_sqlgym_source),
     ("csv landing files", seed_csv),
+    ("forecast parquet", seed_forecast),
 ]
 
 
