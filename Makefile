@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed invoke invoke-full validate monitor athena-ddl lint format check-defs clean
+.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed invoke invoke-full validate monitor athena-ddl forecast-sync lint format check-defs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ monitor: install ## sync history per lake table from _metadata: last sync, rows,
 
 athena-ddl: install ## print the Athena DDL (partition projection) and <table>_current view of every lake table
 	$(BIN)/python -m sqlgym_pipelines.cli lake-athena-ddl
+
+forecast-sync: install ## forecast_data sync for ENV=production|dev (or BRANCH=preview/pr-N), MODE=incremental|full
+	$(BIN)/python -m sqlgym_pipelines.cli forecast-sync $(if $(ENV),--env $(ENV)) $(if $(BRANCH),--git-branch $(BRANCH)) $(if $(MODE),--mode $(MODE))
 
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check .

@@ -157,15 +157,26 @@ def test_schedule_syncs_only_days_whose_files_changed(forecast, stack, s3_bucket
         return schedule.evaluate_tick(context)
 
     upload(stack, s3_bucket, "forecast/a.parquet", forecast_rows([day(0), day(1)], 3, 2, seed=1))
+    upload(stack, s3_bucket, "forecast/c.parquet", forecast_rows([day(5)], 3, 2, seed=5))
+
+    def ranges(requests):
+        return [(r.tags["dagster/asset_partition_range_start"],
+                 r.tags["dagster/asset_partition_range_end"]) for r in requests]  # fmt: skip
+
     with dg.instance_for_test() as instance:
         first = tick(instance).run_requests
-        assert [r.tags["dagster/asset_partition_range_end"] for r in first] == [str(day(1))]
+        assert ranges(first) == [(str(day(0)), str(day(1))), (str(day(5)), str(day(5)))]
         assert run(defs, instance, first[0]).success
+        # day 5's file is older than day 0's sync, but day 5 never synced: still changed
+        assert ranges(tick(instance).run_requests) == [(str(day(5)), str(day(5)))]
+        assert run(defs, instance, first[1]).success
         assert tick(instance).run_requests == []  # every day is in sync
-        upload(stack, s3_bucket, "forecast/c.parquet", forecast_rows([day(5)], 3, 2, seed=5))
-        later = tick(instance).run_requests
-        assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-                for r in later] == [(str(day(5)), str(day(5)))]  # fmt: skip
+        # a.parquet now holds day 1 only: day 1 changed, day 0 must be emptied in Neon
+        upload(stack, s3_bucket, "forecast/a.parquet", forecast_rows([day(1)], 3, 2, seed=7))
+        again = tick(instance).run_requests
+        assert ranges(again) == [(str(day(0)), str(day(1)))]
+        meta = table_metadata(run(defs, instance, again[0]))
+        assert (meta["days"], meta["deleted"]) == (2, 6)
 
 
 def test_a_failed_sync_is_recorded_and_not_retried(forecast, stack, s3_bucket):

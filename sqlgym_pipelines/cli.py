@@ -1,4 +1,4 @@
-"""The seed's operations: `python -m sqlgym_pipelines.cli lake-sync|lake-validate|lake-monitor|lake-athena-ddl`.
+"""The seeds' operations: `python -m sqlgym_pipelines.cli lake-sync|lake-validate|lake-monitor|lake-athena-ddl|forecast-sync`.
 
 Runs go through Dagster (the instance in $DAGSTER_HOME), so they show in the UI. The local
 stack's endpoints (.local/stack.env) fill in whatever the environment does not set.
@@ -146,6 +146,56 @@ def lake_athena_ddl(apply: bool) -> int:
     return 0
 
 
+ENVIRONMENT_BRANCH = {"production": "main", "dev": "dev"}
+
+
+def forecast_sync(environment: str | None, git_branch: str | None, mode: str) -> int:
+    """The seed's "after a successful deployment" trigger: sync the environment's Neon branch."""
+    if git_branch or environment:
+        os.environ["SQLGYM_GIT_BRANCH"] = git_branch or ENVIRONMENT_BRANCH[environment]
+    from sqlgym_pipelines.definitions import defs
+    from sqlgym_pipelines.defs.forecast.assets import TABLE_KEY
+    from sqlgym_pipelines.defs.forecast.sensors import JOB, changed_days, requests_for
+    from sqlgym_pipelines.defs.partitions import forecast_partitions
+    from sqlgym_pipelines.defs.resources import build_resources
+    from sqlgym_pipelines.lib import forecast_plan
+
+    resources = build_resources()
+    with resources["s3"].process_config_and_initialize_cm() as s3, \
+            resources["neon"].process_config_and_initialize_cm() as neon:  # fmt: skip
+        target = neon.target()
+        print(f"git branch {target.git_branch} -> {target.environment}, Neon {target.neon_branch}")
+        if mode == "full":
+            bucket = forecast_plan.datalake_bucket(target.environment)
+            fs = s3.pyarrow_filesystem()
+            days = set().union(*[forecast_plan.days_in_file(fs, f)
+                                 for f in forecast_plan.forecast_files(s3.get_client(), bucket)])  # fmt: skip
+        else:
+            days = changed_days(s3, neon)
+    valid = set(forecast_partitions.get_partition_keys())
+    requests, outside = requests_for(days, valid, sync_type=mode, key_prefix=None)
+    if outside:
+        print(f"skipped (no partition): {', '.join(map(str, outside))}")
+    if not requests:
+        print("ok: every business_date is in sync")
+        return 0
+    job = defs().resolve_job_def(JOB)
+    failed = False
+    for request in requests:
+        result = job.execute_in_process(
+            instance=_instance(), tags=request.tags, run_config=request.run_config,
+            raise_on_error=False,
+        )  # fmt: skip
+        span = f"{request.tags['dagster/asset_partition_range_start']}..{request.tags['dagster/asset_partition_range_end']}"
+        mats = result.asset_materializations_for_node(TABLE_KEY.to_python_identifier())
+        meta = {k: v.value for k, v in mats[0].metadata.items()} if mats else {}
+        summary = {k: meta[k] for k in ("inserted", "updated", "unchanged", "deleted") if k in meta}
+        print(f"  {span}: {'ok' if result.success else 'FAILED'} {summary}")
+        failed |= not result.success
+    print(("FAILED" if failed else "ok") + f": forecast {mode} sync of {len(days)} day(s)")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     if STACK_ENV.exists():
         load_dotenv(STACK_ENV, override=False)  # what the user exported wins
@@ -170,7 +220,17 @@ def main(argv: list[str] | None = None) -> int:
     ddl.add_argument(
         "--apply", action="store_true", help="run them on the configured Athena engine"
     )
+    fc = sub.add_parser(
+        "forecast-sync", help="sync forecast_data for an environment (make forecast-sync ENV=)"
+    )
+    fc.add_argument(
+        "--env", choices=sorted(ENVIRONMENT_BRANCH), help="production -> main, dev -> dev"
+    )
+    fc.add_argument("--git-branch", help="a git branch instead (e.g. preview/pr-12)")
+    fc.add_argument("--mode", choices=("incremental", "full"), default="incremental")
     args = parser.parse_args(argv)
+    if args.command == "forecast-sync":
+        return forecast_sync(args.env, args.git_branch, args.mode)
     if args.command == "lake-sync":
         return lake_sync(args.date, args.full, args.tables)
     if args.command == "lake-validate":

@@ -35,11 +35,23 @@ def forecast_files(s3_client, bucket: str) -> list[S3File]:
 
 
 def days_in_file(filesystem, file: S3File) -> set[dt.date]:
-    """The business_dates one Parquet file holds (reads only that column, by ranged GETs)."""
-    table = pq.read_table(
-        f"{file.bucket}/{file.key}", columns=["business_date"], filesystem=filesystem
-    )
-    column = table.column("business_date")
+    """The business_dates a Parquet file may hold, from its footer's row-group statistics
+    (every day between each group's min and max; an extra day only makes the sync confirm
+    that Neon has none). Without statistics, the column itself is read (ranged GETs)."""
+    path = f"{file.bucket}/{file.key}"
+    with filesystem.open_input_file(path) as handle:
+        metadata = pq.ParquetFile(handle).metadata
+        index = metadata.schema.names.index("business_date")
+        days: set[dt.date] = set()
+        for i in range(metadata.num_row_groups):
+            stats = metadata.row_group(i).column(index).statistics
+            if stats is None or not stats.has_min_max:
+                break
+            first, last = stats.min, stats.max
+            days.update(first + dt.timedelta(days=n) for n in range((last - first).days + 1))
+        else:
+            return days
+    column = pq.read_table(path, columns=["business_date"], filesystem=filesystem).column(0)
     return {d for d in pc.unique(column).to_pylist() if d is not None}
 
 

@@ -154,6 +154,12 @@ def record_status(
         )
 
 
+def loaded_days(conn: psycopg.Connection) -> set[dt.date]:
+    """The business_dates forecast_data holds rows for (idx_forecast_business_date)."""
+    rows = conn.execute("SELECT DISTINCT business_date FROM forecast_data").fetchall()
+    return {r[0] for r in rows}
+
+
 def last_successes(conn: psycopg.Connection) -> dict[dt.date, dt.datetime]:
     """The last successful sync (UTC) of every business_date that has one."""
     rows = conn.execute(

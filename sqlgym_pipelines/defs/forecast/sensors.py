@@ -58,11 +58,12 @@ def changed_days(s3: S3Resource, neon: NeonResource) -> set[dt.date]:
     with pg.connection(neon.connection_url(neon.ensure_target(target).name)) as conn:
         forecast_sync.ensure_schema(conn, indexes=False)
         synced = forecast_sync.last_successes(conn)
-    oldest = min(synced.values(), default=None)
-    fresh = [f for f in files if oldest is None or f.last_modified > oldest]  # only these can
-    filesystem = s3.pyarrow_filesystem()
-    per_file = [(f, forecast_plan.days_in_file(filesystem, f)) for f in fresh]
-    return set(forecast_plan.changed_days(per_file, synced))
+        loaded = forecast_sync.loaded_days(conn)
+    filesystem = s3.pyarrow_filesystem()  # footers only: a never-synced day counts as changed
+    per_file = [(f, forecast_plan.days_in_file(filesystem, f)) for f in files]
+    in_files = set().union(*(days for _, days in per_file))
+    # a day Neon holds that no file has any more: its sync deletes the rows
+    return set(forecast_plan.changed_days(per_file, synced)) | (loaded - in_files)
 
 
 def _running() -> bool:
