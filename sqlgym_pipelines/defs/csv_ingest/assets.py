@@ -1,14 +1,13 @@
 """Per dataset of config.yaml: the landing files, their staged rows, and the published table."""
 
-import contextlib
 import functools
 import time
 
 import dagster as dg
 import psycopg
-from botocore.exceptions import ClientError
 
 from sqlgym_pipelines.defs.partitions import daily_partitions, days_of
+from sqlgym_pipelines.defs.run_helpers import failing_fast, markdown_table
 from sqlgym_pipelines.lib import csv_ingest, pg
 from sqlgym_pipelines.lib.csv_config import CsvConfig, Dataset, load_csv_config
 from sqlgym_pipelines.lib.errors import ConfigError, QueryFailed
@@ -24,7 +23,6 @@ RETRY = dg.RetryPolicy(
 )
 _DATA_ERRORS = (csv_ingest.CsvDataError, ConfigError, QueryFailed, psycopg.DataError,
                 psycopg.IntegrityError, psycopg.ProgrammingError)  # fmt: skip
-_PERMANENT_S3 = ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
 @functools.cache
@@ -53,17 +51,9 @@ def target_url(dataset: Dataset, target_pg: PostgresResource, secrets: SecretsRe
     return target_pg.url
 
 
-@contextlib.contextmanager
 def failing_fast_on_bad_data():
     """Bad data or config: a Failure that is not retried. Anything else: retried by RETRY."""
-    try:
-        yield
-    except _DATA_ERRORS as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in _PERMANENT_S3:
-            raise dg.Failure(description=f"S3 refused: {exc}", allow_retries=False) from exc
-        raise
+    return failing_fast(_DATA_ERRORS)
 
 
 def _stage_metadata(results: list[csv_ingest.StageResult], seconds: float) -> dict:
@@ -92,14 +82,7 @@ def _stage_metadata(results: list[csv_ingest.StageResult], seconds: float) -> di
 
 
 def _markdown(frame) -> str:
-    if frame is None or frame.height == 0:
-        return "(none)"
-    names = frame.columns
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    for row in frame.iter_rows():
-        cells = (str(v).replace("|", "\\|").replace("\n", " ")[:60] for v in row)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "(none)" if frame is None else markdown_table(frame.columns, frame.iter_rows())
 
 
 def build_assets(dataset: Dataset) -> list:

@@ -1,7 +1,6 @@
 """Forecast sync (seed 002): the forecast files in S3, the Athena view over them, and
 `forecast_data` in the git branch's Neon branch, by business_date."""
 
-import contextlib
 import os
 import time
 
@@ -10,6 +9,7 @@ import psycopg
 from pydantic import Field
 
 from sqlgym_pipelines.defs.partitions import days_of, forecast_partitions
+from sqlgym_pipelines.defs.run_helpers import failing_fast
 from sqlgym_pipelines.lib import forecast_athena, forecast_sync, pg
 from sqlgym_pipelines.lib.errors import ConfigError, QueryFailed
 from sqlgym_pipelines.lib.forecast_plan import PREFIX, datalake_bucket
@@ -46,13 +46,9 @@ class ForecastSyncConfig(dg.Config):
     batch_size: int = Field(default=0, description="rows per upsert batch; 0 = BATCH_SIZE")
 
 
-@contextlib.contextmanager
 def failing_fast_on_bad_data():
     """Data and config errors are not retried (a Failure); anything else may be transient."""
-    try:
-        yield
-    except _DATA_ERRORS as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    return failing_fast(_DATA_ERRORS)
 
 
 def location(neon: NeonResource) -> str:

@@ -7,6 +7,7 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sqlgym_pipelines.defs.partitions import daily_partitions, days_of
+from sqlgym_pipelines.defs.run_helpers import markdown_table
 from sqlgym_pipelines.lib import pg
 from sqlgym_pipelines.lib.errors import ConnectionFailed
 from sqlgym_pipelines.lib.lake_store import CommitConflict
@@ -74,12 +75,8 @@ def _metadata(record, location) -> dict:
 def _markdown(table) -> str:
     if table is None or table.num_rows == 0:
         return "(no rows)"
-    names = table.column_names
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    for row in table.to_pylist():
-        cells = (str(row[n]).replace("|", "\\|").replace("\n", " ")[:60] for n in names)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = (tuple(row.values()) for row in table.to_pylist())
+    return markdown_table(table.column_names, rows)
 
 
 def build_lake_asset(table: TableConfig, config_path: str) -> dg.AssetsDefinition:
