@@ -132,5 +132,6 @@ def test_demo_materializes_the_graph_and_stops(root):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "lake/postgres_sync/users" in out and "lake/postgres_sync/badges" in out
+    assert "warehouse/sales/store_sales" in out and "neon/public/forecast_data" in out
     assert "FAILED" not in out and "local stack stopped" in out
     assert not (root / "stack.json").exists()
