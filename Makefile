@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 
 .DEFAULT_GOAL := help
-.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed invoke invoke-full validate monitor athena-ddl forecast-sync lint format check-defs clean
+.PHONY: lock help install dev test demo stack-up stack-down stack-status stack-destroy stack-env seed invoke invoke-full validate monitor athena-ddl forecast-sync etl-manual etl-validate lint format check-defs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,12 @@ athena-ddl: install ## print the Athena DDL (partition projection) and <table>_c
 
 forecast-sync: install ## forecast_data sync for ENV=production|dev (or BRANCH=preview/pr-N), MODE=incremental|full
 	$(BIN)/python -m sqlgym_pipelines.cli forecast-sync $(if $(ENV),--env $(ENV)) $(if $(BRANCH),--git-branch $(BRANCH)) $(if $(MODE),--mode $(MODE))
+
+etl-manual: install ## manual Athena -> Neon ETL from CONFIG=etl-config.json (or BRANCH=, MODE=, FILTER=, DAYS=)
+	$(BIN)/python -m sqlgym_pipelines.cli etl-manual $(if $(CONFIG),--config $(CONFIG)) $(if $(BRANCH),--target-branch $(BRANCH)) $(if $(MODE),--data-mode $(MODE)) $(if $(FILTER),--table-filter $(FILTER)) $(if $(DAYS),--date-range-days $(DAYS))
+
+etl-validate: install ## the seed's validate:etl: check a branch without changing it (CONFIG= or BRANCH=, MODE=)
+	$(BIN)/python -m sqlgym_pipelines.cli etl-manual --validate-only $(if $(CONFIG),--config $(CONFIG)) $(if $(BRANCH),--target-branch $(BRANCH)) $(if $(MODE),--data-mode $(MODE))
 
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check .

@@ -158,14 +158,16 @@ def test_validation_report_fails_on_a_broken_branch(etl, stack):
                      "state, y_50) SELECT restaurant_id, inventory_item_id, business_date, state, y_50 "
                      "FROM forecast_data LIMIT 1")  # fmt: skip
         conn.execute("DELETE FROM forecast_data WHERE business_date = %s", (middle,))
-    result = run_etl(defs, target_branch=branch, data_mode="schema-only")
+    result = run_etl(defs, target_branch=branch, data_mode="full", validate_only=True)
     assert not result.success
     report = json.loads((artifacts / result.run_id / "etl-validation-report.json").read_text())
     checks = {c["name"]: c for c in report["checks"]}
     assert report["status"] == "failed"
     assert checks["integrity"]["duplicate_keys"] == 1
     assert checks["date_range_coverage"]["gaps"] == [str(middle)]
+    assert checks["index_verification"]["problems"] == {"idx_forecast_state": "missing"}
     assert checks["index_verification"]["natural_key_unique_index"] == "missing or invalid"
+    assert checks["record_count"]["rows"] == checks["record_count"]["expected"] - 40 + 1
     assert checks["table_existence"]["status"] == checks["schema"]["status"] == "pass"
 
 
@@ -237,3 +239,22 @@ def test_secrets_are_scrubbed_from_artifacts():
     )
     for secret in ("s3cr3t", "abc123", "hunter2", "pw2"):
         assert secret not in text
+
+
+def test_direct_script_execution_from_etl_config_json(etl, stack, tmp_path, capsys):
+    from sqlgym_pipelines import cli
+
+    _, new_branch, _, artifacts = etl
+    branch = new_branch()
+    config = tmp_path / "etl-config.json"
+    config.write_text(json.dumps({"targetBranch": branch, "dataMode": "test-data",
+                                  "tableFilter": "CA", "dateRangeDays": 2}))  # fmt: skip
+    assert cli.main(["etl-manual", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"ok: manual ETL (test-data) to {branch}" in out
+    assert query(stack, branch, "SELECT count(DISTINCT business_date), min(state), max(state) "
+                 "FROM forecast_data") == [(2, "CA", "CA")]  # fmt: skip
+    assert cli.main(["etl-manual", "--config", str(config), "--validate-only"]) == 0
+    config.write_text(json.dumps({"targetBranch": branch, "dataMode": "bulk"}))
+    with pytest.raises(EtlParamError, match="data_mode 'bulk'"):
+        cli.main(["etl-manual", "--config", str(config)])

@@ -196,6 +196,42 @@ def forecast_sync(environment: str | None, git_branch: str | None, mode: str) ->
     return 1 if failed else 0
 
 
+def etl_manual(config_path: str | None, overrides: dict, validate_only: bool) -> int:
+    """The seed's direct script execution: the ETL job from etl-config.json and/or flags."""
+    from sqlgym_pipelines.definitions import defs
+    from sqlgym_pipelines.defs.athena_to_neon.jobs import CONNECTION_ENV
+    from sqlgym_pipelines.lib import etl_params
+
+    params = etl_params.from_config_file(config_path) if config_path else etl_params.parse()
+    values = {
+        "target_branch": params.target_branch,
+        "data_mode": params.data_mode,
+        "table_filter": ",".join([*params.tables, *params.states]),
+        "date_range_days": params.date_range_days,
+        **{k: v for k, v in overrides.items() if v is not None},
+        "validate_only": validate_only,
+    }
+    etl_params.parse(*(values[k] for k in ("target_branch", "data_mode", "table_filter",
+                                          "date_range_days")))  # fmt: skip
+    if params.connection_string:  # handed to the job by environment, never in run config
+        os.environ[CONNECTION_ENV] = params.connection_string
+    job = defs().resolve_job_def("athena_to_neon_etl_job")
+    result = job.execute_in_process(
+        instance=_instance(),
+        run_config={"ops": {"etl_configuration": {"config": values}}},
+        raise_on_error=False,
+    )
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            print(f"  {event.step_key}: {event.step_failure_data.error.message.strip()[:500]}")
+    from sqlgym_pipelines.lib.etl_report import location
+
+    print(f"artifacts: {location(result.run_id)}")
+    print(("ok" if result.success else "FAILED") + f": manual ETL ({values['data_mode']}) "
+          f"to {values['target_branch']}")  # fmt: skip
+    return 0 if result.success else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     if STACK_ENV.exists():
         load_dotenv(STACK_ENV, override=False)  # what the user exported wins
@@ -228,7 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     fc.add_argument("--git-branch", help="a git branch instead (e.g. preview/pr-12)")
     fc.add_argument("--mode", choices=("incremental", "full"), default="incremental")
+    etl = sub.add_parser("etl-manual", help="manual Athena -> Neon ETL (make etl-manual CONFIG=)")
+    etl.add_argument("--config", help="the seed's etl-config.json")
+    etl.add_argument("--target-branch")
+    etl.add_argument("--data-mode", choices=("full", "schema-only", "test-data"))
+    etl.add_argument("--table-filter")
+    etl.add_argument("--date-range-days", type=int)
+    etl.add_argument("--validate-only", action="store_true", help="the seed's validate:etl")
     args = parser.parse_args(argv)
+    if args.command == "etl-manual":
+        overrides = {"target_branch": args.target_branch, "data_mode": args.data_mode,
+                     "table_filter": args.table_filter, "date_range_days": args.date_range_days}  # fmt: skip
+        return etl_manual(args.config, overrides, args.validate_only)
     if args.command == "forecast-sync":
         return forecast_sync(args.env, args.git_branch, args.mode)
     if args.command == "lake-sync":

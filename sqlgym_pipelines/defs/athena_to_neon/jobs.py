@@ -36,6 +36,9 @@ class EtlRunConfig(dg.Config):
     date_range_days: int = Field(default=0, description="days of history; 0 = all")
     create_branch: bool = Field(default=True, description="create a missing branch from main")
     performance_threshold_ms: float = Field(default=1000.0, description="sample query limit")
+    validate_only: bool = Field(
+        default=False, description="the seed's validate:etl: check the branch, change nothing"
+    )
 
 
 def _params(inputs: dict) -> etl_params.EtlParams:
@@ -76,6 +79,9 @@ def etl_configuration(
 
 @dg.op(description="Create the mode's tables and indexes.")
 def etl_schema(context: dg.OpExecutionContext, neon: NeonResource, setup: dict) -> dict:
+    if setup["inputs"]["validate_only"]:
+        context.log.info("validate only: the schema is left as it is")
+        return {**setup, "indexes_created": []}
     with failing_fast(_ERRORS):
         params = _params(setup["inputs"])
         with pg.connection(_url(params, neon)) as conn:
@@ -92,7 +98,10 @@ def etl_data(
     with failing_fast(_ERRORS):
         params = _params(schema["inputs"])
         url = _url(params, neon)
-        if params.data_mode == "full":
+        if schema["inputs"]["validate_only"]:
+            result = etl_steps.DataResult(rows_per_table={})
+            context.log.info("validate only: no rows are loaded")
+        elif params.data_mode == "full":
             forecast_athena.ensure_tables(athena, location(neon))
             result = etl_steps.load_full(url, athena, params, today, batch_size(), context.log.info)
         elif params.data_mode == "test-data":
@@ -117,7 +126,7 @@ def etl_validation_step(
             forecast_athena.ensure_tables(athena, location(neon))
             per_day = etl_steps.athena_days(athena, params, today)
             expected_rows, expected_days = sum(per_day.values()), sorted(per_day)
-        elif params.data_mode == "test-data":
+        elif params.data_mode == "test-data" and not data["inputs"]["validate_only"]:
             expected_rows = data["data"]["rows_per_table"]["forecast_data"]
             days = params.date_range_days or 7
             expected_days = [today - dt.timedelta(days=n) for n in range(days)]
