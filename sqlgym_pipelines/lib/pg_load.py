@@ -351,19 +351,44 @@ def _comparable(alias: str, column: str, type_name: str) -> sql.Composable:
     return sql.SQL("{}::{}").format(ident, sql.SQL(as_type))
 
 
+def _staged_comparable(column: str, type_name: str) -> sql.Composable:
+    """A staged value cast to the target's type, then as _comparable compares it."""
+    value = sql.SQL("s.{}::{}").format(sql.Identifier(column), sql.SQL(type_name))
+    base = type_name.removesuffix("[]")
+    if base not in _COMPARED_AS:
+        return value
+    as_type = "jsonb" + ("[]" if type_name.endswith("[]") else "") if base == "json" else "text"
+    return sql.SQL("({})::{}").format(value, sql.SQL(as_type))
+
+
 def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows):
     cols = _idents(columns)
     select = sql.SQL(", ").join(
         sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns
     )
     stmt = sql.SQL(
-        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {s} WHERE {r} >= %s AND {r} < %s"
+        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {s} AS s "
+        "WHERE s.{r} >= %s AND s.{r} < %s"
     ).format(
         t=target.ident, cols=cols, select=select, s=staging.ident, r=sql.Identifier(ROW_COLUMN)
     )
     if mode == "upsert":
         values = [c for c in columns if c not in key]
         if values:
+            # rows equal to the target's never reach ON CONFLICT, which would lock and log them
+            stmt += sql.SQL(
+                " AND NOT EXISTS (SELECT 1 FROM {t} cur WHERE {keys} AND ({old}) IS NOT DISTINCT FROM ({new}))"
+            ).format(
+                t=target.ident,
+                keys=sql.SQL(" AND ").join(
+                    sql.SQL("cur.{c} = s.{c}::{ty}").format(
+                        c=sql.Identifier(c), ty=sql.SQL(types[c])
+                    )
+                    for c in key
+                ),
+                old=sql.SQL(", ").join(_comparable("cur", c, types[c]) for c in values),
+                new=sql.SQL(", ").join(_staged_comparable(c, types[c]) for c in values),
+            )
             sets = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values]
             if touch_column and touch_column in types and touch_column not in columns:
                 sets.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
@@ -432,9 +457,6 @@ def load_arrow(
         )
     )
     copy_arrow(conn, staging, _chain(first, batches))
-    # statistics for the joins that follow (a fresh table looks empty to the planner, which
-    # then picks nested loops: quadratic on a large load)
-    conn.execute(sql.SQL("ANALYZE {}").format(staging.ident))
     superseded = dedupe(conn, staging, key) if mode == "upsert" else 0
     merge_mode = mode
     if (
@@ -458,7 +480,8 @@ def load_arrow(
     if delete_missing:
         if partition_where is None or not key:
             raise ConfigError(f"delete_missing into {target} needs partition_where and key")
-        counts.deleted += delete_absent(conn, staging, target, key, partition_where)
+        if merge_mode == mode:  # an upsert into an empty partition: nothing the data lacks
+            counts.deleted += delete_absent(conn, staging, target, key, partition_where)
     conn.execute(sql.SQL("DROP TABLE {}").format(staging.ident))
     return counts
 
