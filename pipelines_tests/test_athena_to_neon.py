@@ -104,6 +104,14 @@ def test_full_mode_loads_athenas_rows_for_the_filters(etl, stack):
     }  # fmt: skip
     count = next(c for c in validation["checks"] if c["name"] == "record_count")
     assert count["rows"] == count["expected"] == len(expected)
+    evaluations = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert set(evaluations) == set(jobs.DATA_CHECKS)
+    assert {ev.asset_key for ev in evaluations.values()} == {jobs.branch_table_key(branch)}
+    assert all(ev.passed for ev in evaluations.values())
     text = "".join(p.read_text() for p in files.values())
     password = stack.pg_url.split(":")[2].split("@")[0]
     assert password not in text and "etl_data" in files["etl-manual.log"].read_text()
@@ -258,3 +266,20 @@ def test_direct_script_execution_from_etl_config_json(etl, stack, tmp_path, caps
     config.write_text(json.dumps({"targetBranch": branch, "dataMode": "bulk"}))
     with pytest.raises(EtlParamError, match="data_mode 'bulk'"):
         cli.main(["etl-manual", "--config", str(config)])
+
+
+def test_artifacts_can_go_to_an_s3_prefix(etl, stack, s3_bucket, monkeypatch):
+    defs, new_branch, _, _ = etl
+    monkeypatch.setenv("SQLGYM_ETL_ARTIFACTS", f"s3://{s3_bucket}/etl-runs")
+    result = run_etl(defs, target_branch=new_branch(), data_mode="schema-only")
+    assert result.success
+    s3 = aws_client(stack, "s3")
+    listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix=f"etl-runs/{result.run_id}/")
+    names = sorted(o["Key"].rsplit("/", 1)[-1] for o in listed.get("Contents", []))
+    assert names == ["etl-manual.log", "etl-report.json", "etl-validation-report.json"]
+    body = s3.get_object(Bucket=s3_bucket, Key=f"etl-runs/{result.run_id}/etl-report.json")
+    report = json.loads(body["Body"].read())
+    assert report["status"] == "success" and report["parameters"]["data_mode"] == "schema-only"
+    password = stack.pg_url.split(":")[2].split("@")[0]
+    log = s3.get_object(Bucket=s3_bucket, Key=f"etl-runs/{result.run_id}/etl-manual.log")
+    assert password not in log["Body"].read().decode()

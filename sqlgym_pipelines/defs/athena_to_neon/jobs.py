@@ -2,7 +2,9 @@
 configuration -> schema -> data -> validation -> reporting, each an op with its own logs."""
 
 import datetime as dt
+import json
 import os
+import re
 import time
 
 import dagster as dg
@@ -47,6 +49,14 @@ def _params(inputs: dict) -> etl_params.EtlParams:
         inputs["target_branch"], inputs["data_mode"], inputs["table_filter"],
         inputs["date_range_days"], os.environ.get(CONNECTION_ENV) or None,
     )  # fmt: skip
+
+
+DATA_CHECKS = ("record_count", "schema", "integrity", "date_range_coverage", "index_verification")
+
+
+def branch_table_key(branch: str) -> dg.AssetKey:
+    """The branch's forecast_data as an asset: its checks show on that asset in the UI."""
+    return dg.AssetKey(["neon_branch", re.sub(r"[^A-Za-z0-9_]", "_", branch), "forecast_data"])
 
 
 def _url(params: etl_params.EtlParams, neon: NeonResource) -> str:
@@ -109,6 +119,20 @@ def etl_data(
         else:
             result = etl_steps.DataResult(rows_per_table={"forecast_data": 0})
             context.log.info("schema-only: no rows are loaded")
+    if not schema["inputs"]["validate_only"] and params.data_mode != "schema-only":
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=branch_table_key(params.target_branch),
+                metadata={
+                    "branch": params.target_branch,
+                    "data_mode": params.data_mode,
+                    "inserted": result.inserted,
+                    "updated": result.updated,
+                    "unchanged": result.unchanged,
+                    "days": result.days,
+                },  # fmt: skip
+            )
+        )
     return {**schema, "data": {**result.__dict__, "seconds": round(result.seconds, 3)}}
 
 
@@ -137,6 +161,20 @@ def etl_validation_step(
             )  # fmt: skip
     for check in checks:
         context.log.info(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.details}")
+        if check.name in DATA_CHECKS:  # about the data: asset checks of the branch's table
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=branch_table_key(params.target_branch),
+                    check_name=check.name,
+                    passed=check.passed,
+                    metadata={
+                        "details": dg.MetadataValue.json(
+                            json.loads(json.dumps(check.details, default=str))
+                        )
+                    },
+                    description=f"{params.data_mode} ETL to {params.target_branch}",
+                )
+            )
     return {**data, "validation": [c.as_dict() for c in checks]}
 
 
