@@ -303,9 +303,11 @@ def manifest(conn, config: CsvConfig, dataset: Dataset, day: dt.date) -> dict | 
     return dict(zip([c.name for c in cur.description], row, strict=True)) if row else None
 
 
-def audit(conn, config: CsvConfig, dataset: Dataset, day: dt.date) -> list[Verdict]:
+def audit(
+    conn, config: CsvConfig, dataset: Dataset, day: dt.date, staged: dict | None = None
+) -> list[Verdict]:
     """The partition-level rules on what stage() left, each with its numbers."""
-    staged = manifest(conn, config, dataset, day)
+    staged = staged or manifest(conn, config, dataset, day)
     if staged is None or staged["published_at"] is not None:
         raise CsvDataError(
             f"dataset {dataset.name!r} has nothing staged for {day}; materialize its staged "
@@ -365,7 +367,8 @@ def publish(
     conn, config: CsvConfig, dataset: Dataset, day: dt.date, run_id: str
 ) -> pg_load.MergeCounts:
     """Move the day's staged rows into the target in one transaction, after re-auditing them."""
-    failed = [v for v in audit(conn, config, dataset, day) if not v.passed]
+    staged = manifest(conn, config, dataset, day)  # read once: audit, ledger and dedupe use it
+    failed = [v for v in audit(conn, config, dataset, day, staged) if not v.passed]
     if failed:
         raise CsvDataError(
             f"dataset {dataset.name!r} {day}: not published, "
@@ -386,10 +389,10 @@ def publish(
                 "AND (file_key, file_etag) IN (SELECT x->>'key', x->>'etag' FROM "
                 "jsonb_array_elements(%s::jsonb) x))"
             ).format(s=staging.ident, f=sql.Identifier(FILE_COLUMN), l=ledger),
-            (dataset.name, json.dumps(_files(conn, config, dataset, day))),
+            (dataset.name, json.dumps(staged["files"])),
         )
     superseded = 0
-    if dataset.target.mode == "upsert" and manifest(conn, config, dataset, day)["duplicate_keys"]:
+    if dataset.target.mode == "upsert" and staged["duplicate_keys"]:
         superseded = pg_load.dedupe(conn, staging, dataset.target.key)
     replace_where = None
     if dataset.target.mode == "replace":
@@ -414,7 +417,7 @@ def publish(
             )
         ).fetchall()
     )
-    for f in _files(conn, config, dataset, day):
+    for f in staged["files"]:
         conn.execute(
             sql.SQL(
                 "INSERT INTO {} (dataset, file_key, file_etag, partition, rows, run_id) "
@@ -434,10 +437,6 @@ def publish(
 
 def _internal() -> tuple[str, ...]:
     return (FILE_COLUMN, LINE_COLUMN, pg_load.ROW_COLUMN)
-
-
-def _files(conn, config, dataset, day) -> list[dict]:
-    return manifest(conn, config, dataset, day)["files"]
 
 
 def _create_target(conn, staging: TableRef, target: TableRef, columns, key, touch_column) -> None:

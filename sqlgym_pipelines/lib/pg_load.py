@@ -340,24 +340,13 @@ _COMPARED_AS = {"json": "jsonb", "xml": "text", "point": "text", "line": "text",
                 "box": "text", "path": "text", "polygon": "text", "circle": "text"}  # fmt: skip
 
 
-def _comparable(alias: str, column: str, type_name: str) -> sql.Composable:
-    ident = sql.Identifier(alias, column)
-    base = type_name.removesuffix("[]")
-    if base not in _COMPARED_AS:
-        return ident
-    as_type = _COMPARED_AS[base] + ("[]" if type_name.endswith("[]") and base == "json" else "")
-    if type_name.endswith("[]") and base != "json":
-        as_type = "text"
-    return sql.SQL("{}::{}").format(ident, sql.SQL(as_type))
-
-
-def _staged_comparable(column: str, type_name: str) -> sql.Composable:
-    """A staged value cast to the target's type, then as _comparable compares it."""
-    value = sql.SQL("s.{}::{}").format(sql.Identifier(column), sql.SQL(type_name))
+def _comparable(value: sql.Composable, type_name: str) -> sql.Composable:
+    """A value as the unchanged-row checks compare it: types without `=` become ones with it."""
     base = type_name.removesuffix("[]")
     if base not in _COMPARED_AS:
         return value
-    as_type = "jsonb" + ("[]" if type_name.endswith("[]") else "") if base == "json" else "text"
+    array = type_name.endswith("[]")
+    as_type = ("jsonb[]" if array else "jsonb") if base == "json" else "text"
     return sql.SQL("({})::{}").format(value, sql.SQL(as_type))
 
 
@@ -386,8 +375,15 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
                     )
                     for c in key
                 ),
-                old=sql.SQL(", ").join(_comparable("cur", c, types[c]) for c in values),
-                new=sql.SQL(", ").join(_staged_comparable(c, types[c]) for c in values),
+                old=sql.SQL(", ").join(
+                    _comparable(sql.Identifier("cur", c), types[c]) for c in values
+                ),
+                new=sql.SQL(", ").join(
+                    _comparable(
+                        sql.SQL("s.{}::{}").format(sql.Identifier(c), sql.SQL(types[c])), types[c]
+                    )
+                    for c in values
+                ),
             )
             sets = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values]
             if touch_column and touch_column in types and touch_column not in columns:
@@ -397,8 +393,12 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
             ).format(
                 k=_idents(key),
                 sets=sql.SQL(", ").join(sets),
-                old=sql.SQL(", ").join(_comparable("t", c, types[c]) for c in values),
-                new=sql.SQL(", ").join(_comparable("excluded", c, types[c]) for c in values),
+                old=sql.SQL(", ").join(
+                    _comparable(sql.Identifier("t", c), types[c]) for c in values
+                ),
+                new=sql.SQL(", ").join(
+                    _comparable(sql.Identifier("excluded", c), types[c]) for c in values
+                ),
             )
         else:
             stmt += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(_idents(key))
