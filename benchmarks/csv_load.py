@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import code_version, machine, write_result  # noqa: E402
+
 from sqlgym_pipelines.lib import pg  # noqa: E402
 from sqlgym_pipelines.local.provision import aws_client, provision  # noqa: E402
 from sqlgym_pipelines.local.stack import LocalStack  # noqa: E402
@@ -214,16 +216,6 @@ def upsert_floor_seconds(url: str, path: Path, preload: Path) -> float:
         return time.perf_counter() - start
 
 
-def code_version() -> dict:
-    """The commit measured, and the files of the package that differ from it."""
-    git = ["git", "-C", str(ROOT)]
-    run = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(
-        git + ["status", "--porcelain", "--", "sqlgym_pipelines"], capture_output=True, text=True
-    )
-    return {"commit": run.stdout.strip(), "uncommitted": dirty.stdout.split("\n")[:-1]}
-
-
 def pipeline(env: dict, timeout: float) -> tuple[dict, float]:
     """One job run in a fresh process: (its result, the parent's view of its peak RSS in MB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -365,15 +357,13 @@ def main() -> None:
             "runs_seconds": [round(r["seconds"], 3) for r in runs],
             "floor_runs_seconds": [round(f, 3) for f in floors],
             "upsert_floor_runs_seconds": [round(f, 3) for f in upserts],
-            "machine": f"{os.cpu_count()} cores",
+            "machine": machine(),
             "code": code_version(),
         }
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import machine, write_result  # noqa: E402
+
 from sqlgym_pipelines.lib import pg  # noqa: E402
 from sqlgym_pipelines.local.demo_sqlgym import seed_sqlgym  # noqa: E402
 from sqlgym_pipelines.local.provision import provision  # noqa: E402
@@ -125,14 +127,12 @@ def main() -> None:
             "ratio_to_floor": round(seconds / floor, 3),
             "runs_seconds": [round(r["seconds"], 3) for r in runs],
             "floor_runs_seconds": [round(f, 3) for f in floors],
-            "machine": f"{os.cpu_count()} cores",
+            "machine": machine(),
         }
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import code_version, machine, write_result  # noqa: E402
+
 from sqlgym_pipelines.lib import forecast_athena, forecast_sync, pg, pg_load  # noqa: E402
 from sqlgym_pipelines.local.demo_forecast import SCHEMA, STATES  # noqa: E402
 from sqlgym_pipelines.local.provision import aws_client, provision  # noqa: E402
@@ -634,16 +636,6 @@ def stale_stats_probe(info, sizes: list[int], timeout_s: int) -> dict:
     return out
 
 
-def code_version() -> dict:
-    """The commit measured, and the files of the package that differ from it."""
-    git = ["git", "-C", str(ROOT)]
-    run = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(
-        git + ["status", "--porcelain", "--", "sqlgym_pipelines"], capture_output=True, text=True
-    )
-    return {"commit": run.stdout.strip(), "uncommitted": dirty.stdout.split("\n")[:-1]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -818,15 +810,13 @@ def main() -> None:
             "profile": profiled,
             "stale_stats_probe": probe,
             "repeat": args.repeat,
-            "machine": f"{os.cpu_count()} cores",
+            "machine": machine(),
             "code": code_version(),
         }
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps(result, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":
