@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable
 
 from sqlgym_pipelines.lib import pg
+from sqlgym_pipelines.local.demo_conflicts import seed_conflicts
 from sqlgym_pipelines.local.demo_csv import seed_csv
 from sqlgym_pipelines.local.demo_forecast import seed_forecast
 from sqlgym_pipelines.local.demo_sqlgym import seed_sqlgym
@@ -24,6 +25,7 @@ STEPS: list[tuple[str, Seeder]] = [
     ("sqlgym", _seed_sqlgym_source),
     ("csv landing files", seed_csv),
     ("forecast parquet", seed_forecast),
+    ("conflict visits (fakesnow)", seed_conflicts),
 ]
 
 

@@ -70,6 +70,8 @@ class StackInfo:
             "SQLGYM_SECRETS_BACKEND": "aws",
             "SNOWFLAKE_MODE": "fakesnow",
             "SNOWFLAKE_FAKESNOW_DB_PATH": str(Path(self.root) / "fakesnow"),
+            "SNOWFLAKE_DATABASE": "SQLGYM",
+            "SNOWFLAKE_SCHEMA": "CONFLICTS",
             "SQLGYM_LAKE_BUCKET": "sqlgym-lake-local",
             "SQLGYM_DATALAKE_BUCKET": "sqlgym-datalake-dev-35315550",
             "SQLGYM_CSV_BUCKET": "sqlgym-csv-landing-local",
