@@ -101,11 +101,17 @@ def run_keys(
     counts = Task02Counts()
     counts.marked = conn.execute(statement("mark", schema)).rowcount
     conn.execute(statement("pairs", schema), {"mph": mph})
-    conn.execute("ANALYZE _conflict_pairs")
-    params = {"run_ts": run_ts}
-    counts.updated = conn.execute(statement("update", schema), params).rowcount
+    # Statistics of the join columns only: the other 25 cost more to gather than they help.
+    conn.execute('ANALYZE _conflict_pairs ("VisitDate", "SSN", "VisitID", "ConVisitID", flagged)')
+    existing = counts.marked > 0
+    params = {"run_ts": run_ts, "existing": existing}
+    # Keys without rows yet (a first run) have nothing to update, look up or resolve: no
+    # join with the table at all, whose statistics lag behind the rows this run adds.
+    if existing:
+        counts.updated = conn.execute(statement("update", schema), params).rowcount
     counts.inserted = conn.execute(statement("insert", schema), params).rowcount
-    counts.gone = conn.execute(statement("release_gone", schema), params).rowcount
+    if existing:
+        counts.gone = conn.execute(statement("release_gone", schema), params).rowcount
     conn.execute("DROP TABLE _conflict_pairs")
     conn.execute("DROP TABLE _conflict_keys")
     return counts

@@ -1,4 +1,5 @@
--- Task 02: flagged pairs without a row become 'new' rows. Params: run_ts.
+-- Task 02: flagged pairs without a row become 'new' rows. Params: run_ts, existing (false:
+-- the keys have no rows yet, so the lookup is skipped).
 INSERT INTO {schema}.conflictvisitmaps (
     "VisitDate", "SSN", "VisitID", "ConVisitID", "ProviderID", "ConProviderID", "PatientID",
     "ConPatientID", "ProviderName", "ConProviderName", "SchStartTime", "SchEndTime",
@@ -18,8 +19,8 @@ SELECT
     p."VisitOverlapMinutes", 'new', NULL, %(run_ts)s, %(run_ts)s
 FROM _conflict_pairs p
 WHERE p.flagged
-  AND NOT EXISTS (
+  AND (NOT %(existing)s OR NOT EXISTS (
       SELECT 1 FROM {schema}.conflictvisitmaps t
       WHERE t."VisitDate" = p."VisitDate" AND t."SSN" = p."SSN"
         AND t."VisitID" = p."VisitID" AND t."ConVisitID" = p."ConVisitID"
-  );
+  ));
