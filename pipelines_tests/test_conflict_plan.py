@@ -19,9 +19,9 @@ from pipelines_tests.test_conflict_task02 import (
 )
 from sqlgym_pipelines.lib import conflict_plan, conflict_status, pg
 from sqlgym_pipelines.lib.conflict_plan import ChunkSettings, pack
+from sqlgym_pipelines.lib.conflict_rules import Visit
 from sqlgym_pipelines.lib.errors import ConfigError
 from sqlgym_pipelines.local.demo_conflicts import visit_rows
-from sqlgym_pipelines.lib.conflict_rules import Visit
 
 
 # -- packing --------------------------------------------------------------------------------

@@ -120,6 +120,12 @@ def test_chunked_run_writes_the_rules_result_and_shows_each_chunk(pipeline):
         assert len(chunk_steps) > 3  # one step per chunk, visible in the UI
         table = _table(pipeline["url"], pipeline["schema"])
         assert table and table == _expected(pipeline["visits"], _run_ts(table))
+        (materialization,) = [
+            e.materialization for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == TABLE_KEY
+        ]  # fmt: skip
+        assert materialization.metadata["dagster/row_count"].value == len(table)
+        assert materialization.metadata["inserted"].value == len(table)
         checks = {
             e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
             for e in result.all_events

@@ -24,6 +24,21 @@ def status_counts(conn: psycopg.Connection, schema: str, start: dt.date, end: dt
     return {"locked": 0, "completed": 0, "pending": 0, **dict(rows)}
 
 
+def flag_status_counts(
+    conn: psycopg.Connection, schema: str, start: dt.date, end: dt.date
+) -> dict[str, int]:
+    """Rows of the window by StatusFlag (new / conflicting / resolved)."""
+    rows = conn.execute(
+        sql.SQL(
+            'SELECT "StatusFlag", count(*) FROM {}.conflictvisitmaps WHERE true '
+            + _WINDOW
+            + " GROUP BY 1"
+        ).format(sql.Identifier(schema)),
+        {"start": start, "end": end},
+    ).fetchall()
+    return {"new": 0, "conflicting": 0, "resolved": 0, **dict(rows)}
+
+
 def unfinished_chunks(
     conn: psycopg.Connection, schema: str, start: dt.date, end: dt.date
 ) -> list[dict]:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from sqlgym_pipelines.defs.partitions import daily_partitions, days_of
 from sqlgym_pipelines.defs.run_helpers import failing_fast
-from sqlgym_pipelines.lib import conflict_plan, conflict_task02, conflict_visits
+from sqlgym_pipelines.lib import conflict_plan, conflict_status, conflict_task02, conflict_visits
 from sqlgym_pipelines.lib.errors import ConfigError
 from sqlgym_pipelines.resources.postgres import PostgresResource
 from sqlgym_pipelines.resources.snowflake import SnowflakeResource
@@ -103,16 +103,23 @@ def process_conflict_chunk(
 
 @dg.op(description="Totals of the chunks (or the monolithic run); the asset's materialization.")
 def conflictvisitmaps_totals(
-    context: dg.OpExecutionContext, results: list, monolithic: dict
+    context: dg.OpExecutionContext, target_pg: PostgresResource, results: list, monolithic: dict
 ) -> dg.Output:
     done = [r for r in results if r["status"] == "done"]
     totals = {
         name: sum(r[name] for r in done) + monolithic.get(name, 0)
         for name in ("marked", "updated", "inserted", "gone")
     }
+    start, end = window(context)
+    with target_pg.get_connection() as conn:
+        statuses = conflict_status.flag_status_counts(
+            conn, conflict_task02.schema_name(), start, end
+        )
     return dg.Output(
         None,
         metadata={
+            "dagster/row_count": sum(statuses.values()),
+            "rows_by_status": dg.MetadataValue.json(statuses),
             "mode": "monolithic" if monolithic else "chunked",
             "chunks": len(results),
             "chunks_skipped_as_done": len(results) - len(done),
