@@ -72,6 +72,8 @@ class StackInfo:
             "SNOWFLAKE_FAKESNOW_DB_PATH": str(Path(self.root) / "fakesnow"),
             "SNOWFLAKE_DATABASE": "SQLGYM",
             "SNOWFLAKE_SCHEMA": "CONFLICTS",
+            # the demo's few hundred caregivers fill several chunks, so the UI shows them
+            "SQLGYM_CONFLICTS_TARGET_CHUNK_SIZE": "1000",
             "SQLGYM_LAKE_BUCKET": "sqlgym-lake-local",
             "SQLGYM_DATALAKE_BUCKET": "sqlgym-datalake-dev-35315550",
             "SQLGYM_CSV_BUCKET": "sqlgym-csv-landing-local",
@@ -119,6 +121,8 @@ class LocalStack:
         """Start what is not running; reuse what is. Returns the running stack."""
         running = self.info()
         if running:
+            # the env file follows the code: a newer checkout may export more variables
+            self._write_state(running)
             return running
         self.down()  # a half-dead stack: stop its survivors before starting afresh
         self.root.mkdir(parents=True, exist_ok=True)
