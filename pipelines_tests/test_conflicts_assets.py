@@ -5,12 +5,14 @@ import datetime as dt
 import uuid
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from psycopg import sql
 
 from sqlgym_pipelines.defs.conflicts.assets import TABLE_KEY, VISITS_KEY, conflicts_assets
 from sqlgym_pipelines.defs.conflicts.checks import conflicts_checks
 from sqlgym_pipelines.defs.conflicts.jobs import conflicts_jobs
+from sqlgym_pipelines.defs.conflicts.schedules import conflicts_schedules
 from sqlgym_pipelines.defs.resources import build_resources
 from sqlgym_pipelines.lib import conflict_rules, pg
 from sqlgym_pipelines.lib.conflict_rules import Visit
@@ -25,13 +27,20 @@ PARTITION = DAY.isoformat()
 SMALL_CHUNKS = {"target_chunk_size": 40, "max_chunk_size": 80, "max_keys_per_chunk": 3}
 
 
+@pytest.fixture(scope="module")
+def fakesnow_dir(tmp_path_factory) -> str:
+    # One for the module: Dagster caches a reconstructable job (and the resources it was
+    # built with) per process, so every run of this module reads the same fakesnow files.
+    return str(tmp_path_factory.mktemp("conflicts") / "fakesnow")
+
+
 @pytest.fixture
-def pipeline(stack, pg_db, tmp_path, monkeypatch):
+def pipeline(stack, pg_db, tmp_path, monkeypatch, fakesnow_dir):
     """A fresh warehouse and fakesnow source, named in the environment as a user would."""
     schema = f"c_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("SQLGYM_TARGET_PG_URL", pg_db)
     monkeypatch.setenv("SQLGYM_CONFLICTS_SCHEMA", schema)
-    monkeypatch.setenv("SNOWFLAKE_FAKESNOW_DB_PATH", str(tmp_path / "fakesnow"))
+    monkeypatch.setenv("SNOWFLAKE_FAKESNOW_DB_PATH", fakesnow_dir)
     monkeypatch.setenv("SNOWFLAKE_DATABASE", "SQLGYM")
     monkeypatch.setenv("SNOWFLAKE_SCHEMA", "CONFLICTS")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
@@ -39,7 +48,7 @@ def pipeline(stack, pg_db, tmp_path, monkeypatch):
         mode="fakesnow",
         database="SQLGYM",
         schema="CONFLICTS",
-        fakesnow_db_path=str(tmp_path / "fakesnow"),
+        fakesnow_db_path=fakesnow_dir,
     )
     visits = visit_rows(DAY, caregivers=12, seed=7)
     put_visits(snowflake, "VISITS", visits, replace=True)
@@ -51,6 +60,7 @@ def _defs() -> dg.Definitions:
         conflicts_assets(),
         conflicts_checks(),
         conflicts_jobs(),
+        conflicts_schedules(),
         dg.Definitions(
             resources=build_resources(),
             jobs=[
@@ -102,10 +112,10 @@ def _run_ts(table: dict) -> dt.datetime:
     return run_ts
 
 
-def _execute(instance, run_config, **kwargs):
+def _execute(instance, run_config, tags=None, **kwargs):
     return dg.execute_job(
         dg.reconstructable(in_process_job), instance=instance, run_config=run_config,
-        tags={"dagster/partition": PARTITION}, raise_on_error=False, **kwargs,
+        tags=tags or {"dagster/partition": PARTITION}, raise_on_error=False, **kwargs,
     )  # fmt: skip
 
 
@@ -243,3 +253,34 @@ def test_reset_job_needs_confirmation_then_releases_locks(pipeline):
     )
     assert done.success
     assert all(row["UpdateFlag"] is None for row in _table(url, schema).values())
+
+
+def test_a_date_range_is_one_run_over_every_day(pipeline):
+    next_day = visit_rows(DAY + dt.timedelta(days=1), caregivers=5, seed=8, first_id=10_000)
+    visits = pa.concat_tables([pipeline["visits"], next_day])
+    put_visits(pipeline["snowflake"], "VISITS", visits, replace=True)
+    tags = {
+        "dagster/asset_partition_range_start": PARTITION,
+        "dagster/asset_partition_range_end": (DAY + dt.timedelta(days=1)).isoformat(),
+    }
+    with dg.instance_for_test() as instance:
+        assert _execute(instance, _run_config(**SMALL_CHUNKS), tags=tags).success
+    table = _table(pipeline["url"], pipeline["schema"])
+    assert {key[0] for key in table} == {DAY, DAY + dt.timedelta(days=1)}
+    assert table == _expected(visits, _run_ts(table))
+
+
+def test_the_daily_schedule_reevaluates_the_last_days_in_one_run(pipeline, monkeypatch):
+    monkeypatch.setenv("SQLGYM_CONFLICTS_LOOKBACK_DAYS", "2")
+    defs = _defs()
+    schedule = defs.resolve_schedule_def("conflicts_job_schedule")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=dt.datetime(2026, 3, 5, 3, tzinfo=dt.UTC),
+            repository_def=defs.get_repository_def(),
+        )
+        (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-03-03"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-03-05"
+    assert request.run_key == "2026-03-05"

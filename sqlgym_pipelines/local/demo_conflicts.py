@@ -4,6 +4,7 @@ double-booked, some with EVV times, patients around New York, for the conflict r
 import datetime as dt
 import random
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,15 @@ def put_visits(snowflake: Any, table: str, data: pa.Table, *, replace: bool = Fa
     columns = ", ".join(f"{f.name} {SNOWFLAKE_TYPES[f.type]}" for f in data.schema)
     create = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
     with tempfile.TemporaryDirectory() as tmp, snowflake.get_connection() as conn:
-        path = Path(tmp) / "visits.csv"
+        # a new name each time: COPY INTO skips a file name it has loaded before
+        path = Path(tmp) / f"visits_{uuid.uuid4().hex}.csv"
         pacsv.write_csv(data, str(path), pacsv.WriteOptions(include_header=False))
         cur = conn.cursor()
         cur.execute(f"{create} {table} ({columns})")
         cur.execute("CREATE STAGE IF NOT EXISTS sqlgym_visits_stage")
         cur.execute(f"PUT file://{path} @sqlgym_visits_stage OVERWRITE = TRUE")
         cur.execute(
-            f"COPY INTO {table} FROM @sqlgym_visits_stage/visits.csv.gz "
+            f"COPY INTO {table} FROM @sqlgym_visits_stage/{path.name}.gz "
             "FILE_FORMAT = (TYPE = CSV FIELD_OPTIONALLY_ENCLOSED_BY = '\"' "
             "EMPTY_FIELD_AS_NULL = TRUE) PURGE = TRUE"
         )

@@ -101,10 +101,14 @@ def process_conflict_chunk(
     return {"status": result.status, "seconds": result.seconds, **result.counts.as_dict()}
 
 
-@dg.op(description="Totals of the chunks (or the monolithic run); the asset's materialization.")
+# Nothing: the table is the output; no IO manager (it could not store a multi-day backfill).
+@dg.op(
+    out=dg.Out(dg.Nothing),
+    description="Totals of the chunks (or the monolithic run); the asset's materialization.",
+)
 def conflictvisitmaps_totals(
     context: dg.OpExecutionContext, target_pg: PostgresResource, results: list, monolithic: dict
-) -> dg.Output:
+):
     done = [r for r in results if r["status"] == "done"]
     totals = {
         name: sum(r[name] for r in done) + monolithic.get(name, 0)
