@@ -110,3 +110,11 @@ def test_a_value_that_does_not_fit_names_its_column():
     raw = raw.set_column(0, "VISITID", pa.array(["V-1"]))
     with pytest.raises(ConfigError, match=f"visits of {DAY}: column VisitID \\(string\\)"):
         conflict_visits.conform(raw, DAY)
+
+
+def test_the_day_query_uses_the_sources_own_column_names():
+    # VISITID as Snowflake stores an unquoted name, the rest created quoted in mixed case
+    columns = ["VISITID", *list(conflict_visits.ARROW_TYPES)[1:]]
+    query = conflict_visits.day_query("EVV.PUBLIC.VISITS", columns)
+    assert query.startswith('SELECT "VISITID", "ProviderID", ')
+    assert query.endswith('FROM EVV.PUBLIC.VISITS WHERE "VisitDate" = %s')

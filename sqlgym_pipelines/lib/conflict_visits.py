@@ -73,8 +73,17 @@ def check_source(run_query: Callable[[str], pa.Table], table: str) -> list[str]:
     return columns
 
 
-def day_query(table: str) -> str:
-    return f"SELECT {', '.join(VISIT_COLUMNS)} FROM {table} WHERE VisitDate = %s"
+def day_query(table: str, columns: Iterable[str] = VISIT_COLUMNS) -> str:
+    """One day's visits; `columns` are the source's own names (as check_source returns them),
+    quoted, so a table created with quoted mixed-case names reads as well as an unquoted one."""
+    actual = {name.upper(): name for name in columns}
+    quoted = [_quote(actual.get(name.upper(), name.upper())) for name in VISIT_COLUMNS]
+    date = quoted[VISIT_COLUMNS.index("VisitDate")]
+    return f"SELECT {', '.join(quoted)} FROM {table} WHERE {date} = %s"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def conform(raw: pa.Table, day: dt.date) -> pa.Table:
@@ -119,7 +128,9 @@ def stage_days(
     return rows
 
 
-def fetcher(snowflake: Any, table: str) -> Callable[[dt.date], pa.Table]:
+def fetcher(
+    snowflake: Any, table: str, columns: Iterable[str] = VISIT_COLUMNS
+) -> Callable[[dt.date], pa.Table]:
     """fetch_day for stage_days, from a SnowflakeResource."""
-    query = day_query(table)
+    query = day_query(table, columns)
     return lambda day: snowflake.fetch_arrow(query, (day,))

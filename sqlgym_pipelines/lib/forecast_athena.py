@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
-from sqlglot import exp
 
 SQL_DIR = Path(__file__).parent / "sql"
 RAW_TABLE = "forecast_raw"
@@ -18,12 +17,16 @@ COLUMNS = (
 
 
 def _ident(name: str, dialect: str) -> str:
+    from sqlglot import exp  # imported when used: sqlglot is ~8 MB in every run process
+
     return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
 
 
 def table_ddl(location: str, table: str = RAW_TABLE) -> str:
     text = (SQL_DIR / "forecast_athena_table.sql").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    from sqlglot import exp
+
     return body.format(
         table=_ident(table, "hive"), location=exp.Literal.string(location).sql(dialect="hive")
     )

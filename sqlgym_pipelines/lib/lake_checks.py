@@ -7,7 +7,6 @@ Dagster asset checks. Only committed files (the partition pointer's list) are re
 import datetime as dt
 from dataclasses import dataclass, field
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
@@ -105,6 +104,8 @@ def versions_unique(parts: Partitions, resolved: ResolvedTable) -> CheckOutcome:
         if table is None:
             continue
         cols = ", ".join('"' + k.replace('"', '""') + '"' for k in keys)
+        import duckdb  # here, not at the top: a sync's run process never needs it (~12 MB)
+
         with duckdb.connect() as con:
             con.register("part", table)
             found = con.execute(

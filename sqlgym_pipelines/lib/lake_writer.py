@@ -29,7 +29,7 @@ class DayFiles:
         *,
         synced_at: dt.datetime,
         row_group_rows: int = 262_144,
-        row_group_bytes: int = 24 * 1024 * 1024,
+        row_group_bytes: int = 16 * 1024 * 1024,
     ):
         self.open_sink = open_sink
         self.sink: PendingUpload | None = None

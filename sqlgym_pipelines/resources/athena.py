@@ -16,7 +16,6 @@ from pydantic import Field, PrivateAttr
 
 from sqlgym_pipelines.lib.athena_boto import BotoAthena, PollSettings
 from sqlgym_pipelines.lib.athena_catalog import Catalog, CatalogTable
-from sqlgym_pipelines.lib.athena_duckdb import DuckDBAthena, s3_filesystem
 from sqlgym_pipelines.lib.errors import ConfigError
 
 
@@ -154,7 +153,10 @@ class AthenaResource(dg.ConfigurableResource):
             client.close()
 
     @contextmanager
-    def duckdb_engine(self) -> Iterator[DuckDBAthena]:
+    def duckdb_engine(self) -> Iterator[Any]:
+        # imported here: duckdb and sqlglot cost ~20 MB in every run process that never uses them
+        from sqlgym_pipelines.lib.athena_duckdb import DuckDBAthena, s3_filesystem
+
         filesystem = s3_filesystem(
             self.s3_endpoint_url,
             region=self.region,

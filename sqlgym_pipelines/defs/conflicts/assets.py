@@ -160,12 +160,15 @@ def conflicts_assets() -> dg.Definitions:
         schema = conflict_task02.schema_name()
         with failing_fast(_DATA_ERRORS):
             table = conflict_visits.source_table()
-            conflict_visits.check_source(snowflake.fetch_arrow, table)
+            columns = conflict_visits.check_source(snowflake.fetch_arrow, table)
             with target_pg.get_connection() as conn:
                 conflict_task02.ensure_schema(conn, schema)
             with target_pg.get_connection() as conn:
                 rows = conflict_visits.stage_days(
-                    conn, schema, days_of(context), conflict_visits.fetcher(snowflake, table)
+                    conn,
+                    schema,
+                    days_of(context),
+                    conflict_visits.fetcher(snowflake, table, columns),
                 )
         return dg.MaterializeResult(
             metadata={
