@@ -284,3 +284,40 @@ def test_the_daily_schedule_reevaluates_the_last_days_in_one_run(pipeline, monke
     assert request.tags["dagster/asset_partition_range_start"] == "2026-03-03"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-03-05"
     assert request.run_key == "2026-03-05"
+
+
+def test_the_checks_fail_on_locked_rows_stuck_chunks_and_contradicting_status(pipeline):
+    url, schema = pipeline["url"], pipeline["schema"]
+    with dg.instance_for_test() as instance:
+        assert _execute(instance, _run_config(**SMALL_CHUNKS)).success
+    with pg.connection(url) as conn:  # a crashed writer's leftovers, as the seed could leave
+        s = sql.Identifier(schema)
+        conn.execute(
+            sql.SQL(
+                'UPDATE {}.conflictvisitmaps SET "UpdateFlag" = 1 WHERE "VisitID" % 2 = 0'
+            ).format(s)
+        )
+        conn.execute(
+            sql.SQL(
+                """UPDATE {}.conflictvisitmaps SET "StatusFlag" = 'resolved' WHERE "VisitID" % 2 = 1"""
+            ).format(s)
+        )
+        conn.execute(
+            sql.SQL("UPDATE {}.conflict_chunks SET status = 'pending' WHERE chunk_id = 1").format(s)
+        )
+    result = (
+        _defs()
+        .resolve_job_def("conflicts_checks_job")
+        .execute_in_process(tags={"dagster/partition": PARTITION}, raise_on_error=False)
+    )
+    outcomes = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert {name: e.passed for name, e in outcomes.items()} == {
+        "conflictvisitmaps_all_rows_processed": False,
+        "conflictvisitmaps_no_stuck_chunks": False,
+        "conflictvisitmaps_status_matches_flags": False,
+    }
+    assert "conflicts_reset_job" in outcomes["conflictvisitmaps_all_rows_processed"].description

@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from sqlgym_pipelines.defs.conflicts.assets import TABLE_KEY, VISITS_KEY
+from sqlgym_pipelines.defs.partitions import daily_partitions
 from sqlgym_pipelines.lib import conflict_plan, conflict_status, conflict_task02, conflict_visits
 from sqlgym_pipelines.lib.errors import ConfigError, SqlgymError
 from sqlgym_pipelines.resources.postgres import PostgresResource
@@ -135,4 +136,10 @@ def conflicts_jobs() -> dg.Definitions:
             }
         ),
     )
-    return dg.Definitions(jobs=[conflicts_health_job, conflicts_reset_job, pipeline])
+    checks_only = dg.define_asset_job(
+        "conflicts_checks_job",
+        selection=dg.AssetSelection.checks_for_assets(TABLE_KEY),
+        partitions_def=daily_partitions,
+        description="Only the status checks of conflictvisitmaps (CI, after a manual fix).",
+    )
+    return dg.Definitions(jobs=[conflicts_health_job, conflicts_reset_job, pipeline, checks_only])
