@@ -23,9 +23,7 @@ Peak RSS is this process's (the work is in Postgres; Python holds the visits and
 import argparse
 import datetime as dt
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,12 +33,11 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import code_version, machine, write_result  # noqa: E402
+from harness import code_version, machine, scratch_stack, write_result  # noqa: E402
 
 from sqlgym_pipelines.lib import conflict_plan, conflict_rules, conflict_visits, pg  # noqa: E402
 from sqlgym_pipelines.lib import conflict_task02 as task02  # noqa: E402
 from sqlgym_pipelines.local.demo_conflicts import visit_rows  # noqa: E402
-from sqlgym_pipelines.local.stack import LocalStack  # noqa: E402
 
 DAY = dt.date(2026, 3, 2)
 END = DAY + dt.timedelta(days=1)
@@ -113,7 +110,7 @@ def row_by_row(url: str, schema: str, rows: int) -> float:
     read_visit = sql.SQL(
         'SELECT {} FROM {}.visits WHERE "VisitDate" = %s AND "VisitID" = %s'
     ).format(sql.SQL(", ").join(map(sql.Identifier, names)), s)
-    computed = [c for c in conflict_rules.COMPUTED]
+    computed = list(conflict_rules.COMPUTED)
     update = sql.SQL(
         'UPDATE {}.conflictvisitmaps SET {}, "UpdatedDate" = %s WHERE "VisitDate" = %s '
         'AND "SSN" = %s AND "VisitID" = %s AND "ConVisitID" = %s'
@@ -148,10 +145,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/conflicts.json")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="sqlgym-bench-conflicts-", dir="/tmp"))
-    root.chmod(0o755)
-    stack = LocalStack(root / "stack")
-    try:
+    with scratch_stack("conflicts") as (root, stack):
         info = stack.up(fast=False)
         pg.create_database(info.pg_url, "bench")
         url = info.url_for("bench")
@@ -207,9 +201,6 @@ def main() -> None:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         write_result(args.json, result)
-    finally:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,25 +20,19 @@ Afterwards the published table is compared with the floor's copy: every value mu
 import argparse
 import csv
 import datetime as dt
-import json
 import os
-import resource
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import code_version, machine, write_result  # noqa: E402
+from harness import code_version, machine, run_child, scratch_stack, write_result  # noqa: E402
 
 from sqlgym_pipelines.lib import pg  # noqa: E402
 from sqlgym_pipelines.local.provision import aws_client, provision  # noqa: E402
-from sqlgym_pipelines.local.stack import LocalStack  # noqa: E402
 
 DATASET = "bench"
 DAY = "2026-01-15"
@@ -218,24 +212,8 @@ def upsert_floor_seconds(url: str, path: Path, preload: Path) -> float:
 
 def pipeline(env: dict, timeout: float) -> tuple[dict, float]:
     """One job run in a fresh process: (its result, the parent's view of its peak RSS in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, JOB, DAY, MARK],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise SystemExit(f"the pipeline run took more than {timeout:.0f}s; stopped") from exc
-    lines = [line for line in out.stdout.splitlines() if line.startswith(MARK)]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"the pipeline run failed:\n{out.stderr[-6000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all waited-for children: only a new maximum shows.
-    return json.loads(lines[-1].removeprefix(MARK)), max(peak, before) / 1024
+    run = run_child(CHILD, [JOB, DAY, MARK], env, mark=MARK, timeout=timeout)
+    return run.result, run.peak_rss_mb
 
 
 def check_published(url: str, rows: int) -> dict:
@@ -259,12 +237,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per pipeline run")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="sqlgym-bench-csv-", dir="/tmp"))
-    root.chmod(0o755)
-    data = root / "data"
-    data.mkdir()
-    stack = LocalStack(root / "stack")
-    try:
+    with scratch_stack("csv") as (root, stack):
+        data = root / "data"
+        data.mkdir()
         started = time.perf_counter()
         path, preload = data / f"{DAY}.csv", data / "preload.csv"
         file_bytes = write_csv(path, (row(i) for i in range(1, args.rows + 1)))
@@ -360,9 +335,6 @@ def main() -> None:
             "machine": machine(),
             "code": code_version(),
         }
-    finally:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
     write_result(args.json, result)
 
 

@@ -11,26 +11,20 @@ then times, median of K:
 """
 
 import argparse
-import json
 import os
-import resource
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import machine, write_result  # noqa: E402
+from harness import machine, run_child, scratch_stack, write_result  # noqa: E402
 
 from sqlgym_pipelines.lib import pg  # noqa: E402
 from sqlgym_pipelines.local.demo_sqlgym import seed_sqlgym  # noqa: E402
 from sqlgym_pipelines.local.provision import provision  # noqa: E402
-from sqlgym_pipelines.local.stack import LocalStack  # noqa: E402
 
 CHILD = """
 import json, time, sys, resource
@@ -63,15 +57,8 @@ def floor_seconds(url: str) -> float:
 
 def extraction(env: dict, day: str) -> tuple[dict, float]:
     """One run in a fresh process: (its result, its peak RSS in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, day], env=env, capture_output=True, text=True, check=False
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"extraction failed:\n{out.stderr[-4000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all waited-for children: only a new maximum shows.
-    return json.loads(out.stdout.strip().splitlines()[-1]), max(peak, before) / 1024
+    run = run_child(CHILD, [day], env)
+    return run.result, run.peak_rss_mb
 
 
 def main() -> None:
@@ -81,10 +68,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/extract.json")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="sqlgym-bench-", dir="/tmp"))
-    root.chmod(0o755)
-    stack = LocalStack(root)
-    try:
+    with scratch_stack("extract") as (root, stack):
         info = stack.up(fast=False)
         provision(info)
         url = info.url_for("sqlgym")
@@ -129,9 +113,6 @@ def main() -> None:
             "floor_runs_seconds": [round(f, 3) for f in floors],
             "machine": machine(),
         }
-    finally:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
     write_result(args.json, result)
 
 

@@ -34,13 +34,9 @@ import argparse
 import collections
 import datetime as dt
 import io
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,12 +49,11 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import code_version, machine, write_result  # noqa: E402
+from harness import code_version, machine, run_child, scratch_stack, write_result  # noqa: E402
 
 from sqlgym_pipelines.lib import forecast_athena, forecast_sync, pg, pg_load  # noqa: E402
 from sqlgym_pipelines.local.demo_forecast import SCHEMA, STATES  # noqa: E402
 from sqlgym_pipelines.local.provision import aws_client, provision  # noqa: E402
-from sqlgym_pipelines.local.stack import LocalStack  # noqa: E402
 from sqlgym_pipelines.resources.athena import AthenaResource  # noqa: E402
 
 JOB = "forecast_sync_job"
@@ -294,23 +289,10 @@ def pipeline(env: dict, days: list[dt.date], timeout: float, url: str) -> dict:
     """One job run in a fresh process; its result, and the autovacuums that ran meanwhile."""
     before = autovacuums(url)
     first, last = str(days[0]), str(days[-1])
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, JOB, first, last, MARK],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise SystemExit(f"the pipeline run took more than {timeout:.0f}s; stopped") from exc
-    lines = [line for line in out.stdout.splitlines() if line.startswith(MARK)]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"the pipeline run failed:\n{out.stderr[-6000:]}")
-    run = json.loads(lines[-1].removeprefix(MARK))
+    child = run_child(CHILD, [JOB, first, last, MARK], env, mark=MARK, timeout=timeout)
+    run = child.result
     if not run["success"]:
-        raise SystemExit(f"the pipeline run did not succeed:\n{out.stderr[-6000:]}")
+        raise SystemExit(f"the pipeline run did not succeed:\n{child.stderr[-6000:]}")
     after = autovacuums(url)
     run["autovacuum_during_run"] = {k: after[k] - before.get(k, 0) for k in after}
     return run
@@ -654,12 +636,9 @@ def main() -> None:
     if args.rows % args.days:
         parser.error("--rows must be a multiple of --days")
 
-    root = Path(tempfile.mkdtemp(prefix="sqlgym-bench-forecast-", dir="/tmp"))
-    root.chmod(0o755)
-    data = root / "data"
-    data.mkdir()
-    stack = LocalStack(root / "stack")
-    try:
+    with scratch_stack("forecast") as (root, stack):
+        data = root / "data"
+        data.mkdir()
         started = time.perf_counter()
         days = business_days(args.days)
         per_day = args.rows // args.days
@@ -813,9 +792,6 @@ def main() -> None:
             "machine": machine(),
             "code": code_version(),
         }
-    finally:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
     write_result(args.json, result)
 
 

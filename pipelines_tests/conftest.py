@@ -12,6 +12,7 @@ from psycopg import sql
 from sqlgym_pipelines.lib import pg
 from sqlgym_pipelines.local.provision import aws_client, provision
 from sqlgym_pipelines.local.stack import LocalStack, StackInfo
+from sqlgym_pipelines.resources.snowflake import SnowflakeResource
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +65,14 @@ def s3_bucket(stack) -> str:
         Bucket=name, CreateBucketConfiguration={"LocationConstraint": stack.region}
     )
     return name
+
+
+@pytest.fixture
+def fake_snowflake(tmp_path) -> SnowflakeResource:
+    """Snowflake as fakesnow, its database files in the test's own folder."""
+    return SnowflakeResource(
+        mode="fakesnow",
+        database="SQLGYM",
+        schema="CONFLICTS",
+        fakesnow_db_path=str(tmp_path / "fakesnow"),
+    )

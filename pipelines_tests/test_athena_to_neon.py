@@ -10,6 +10,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines_tests.run_events import check_evaluations
 from sqlgym_pipelines.defs import resources as resources_defs
 from sqlgym_pipelines.defs.athena_to_neon import branches, jobs
 from sqlgym_pipelines.lib import etl_params, etl_report, pg
@@ -104,11 +105,7 @@ def test_full_mode_loads_athenas_rows_for_the_filters(etl, stack):
     }  # fmt: skip
     count = next(c for c in validation["checks"] if c["name"] == "record_count")
     assert count["rows"] == count["expected"] == len(expected)
-    evaluations = {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+    evaluations = check_evaluations(result)
     assert set(evaluations) == set(jobs.DATA_CHECKS)
     assert {ev.asset_key for ev in evaluations.values()} == {jobs.branch_table_key(branch)}
     assert all(ev.passed for ev in evaluations.values())

@@ -10,23 +10,12 @@ from psycopg import sql
 from sqlgym_pipelines.lib import conflict_task02, conflict_visits, pg
 from sqlgym_pipelines.lib.errors import ConfigError
 from sqlgym_pipelines.local.demo_conflicts import put_visits, visit_rows
-from sqlgym_pipelines.resources.snowflake import SnowflakeResource
 
 pytest.importorskip("fakesnow")
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 DAY = dt.date(2026, 3, 2)
 NEXT = DAY + dt.timedelta(days=1)
-
-
-@pytest.fixture
-def source(tmp_path) -> SnowflakeResource:
-    return SnowflakeResource(
-        mode="fakesnow",
-        database="SQLGYM",
-        schema="CONFLICTS",
-        fakesnow_db_path=str(tmp_path / "fakesnow"),
-    )
 
 
 @pytest.fixture
@@ -48,14 +37,14 @@ def _staged(url: str, schema: str) -> list[dict]:
         return [dict(zip(names, row, strict=True)) for row in cur]
 
 
-def _stage(source, url, schema, days) -> dict:
+def _stage(fake_snowflake, url, schema, days) -> dict:
     with pg.connection(url) as conn:
         return conflict_visits.stage_days(
-            conn, schema, days, conflict_visits.fetcher(source, "VISITS")
+            conn, schema, days, conflict_visits.fetcher(fake_snowflake, "VISITS")
         )
 
 
-def test_days_are_copied_exactly_and_a_rerun_replaces_them(source, pg_db, schema):
+def test_days_are_copied_exactly_and_a_rerun_replaces_them(fake_snowflake, pg_db, schema):
     day1 = visit_rows(DAY, 6, seed=1)
     day2 = visit_rows(NEXT, 4, seed=2, first_id=1000)
     edge = pa.Table.from_pylist(
@@ -64,8 +53,8 @@ def test_days_are_copied_exactly_and_a_rerun_replaces_them(source, pg_db, schema
           "VisitEndTime": None, "PatientLatitude": None, "ProviderName": 'Zoë "Z" O\'Brien, RN'}],
         schema=day1.schema,
     )  # fmt: skip
-    put_visits(source, "VISITS", pa.concat_tables([day1, day2, edge]), replace=True)
-    assert _stage(source, pg_db, schema, [DAY, NEXT]) == {
+    put_visits(fake_snowflake, "VISITS", pa.concat_tables([day1, day2, edge]), replace=True)
+    assert _stage(fake_snowflake, pg_db, schema, [DAY, NEXT]) == {
         DAY: day1.num_rows + 1,
         NEXT: day2.num_rows,
     }
@@ -75,27 +64,31 @@ def test_days_are_copied_exactly_and_a_rerun_replaces_them(source, pg_db, schema
     )
     assert _staged(pg_db, schema) == expected
     # the source drops a visit of day 1: re-staging day 1 drops it, day 2 is untouched
-    put_visits(source, "VISITS", pa.concat_tables([day1.slice(1), day2, edge]), replace=True)
-    assert _stage(source, pg_db, schema, [DAY]) == {DAY: day1.num_rows}
+    put_visits(
+        fake_snowflake, "VISITS", pa.concat_tables([day1.slice(1), day2, edge]), replace=True
+    )
+    assert _stage(fake_snowflake, pg_db, schema, [DAY]) == {DAY: day1.num_rows}
     assert _staged(pg_db, schema) == [r for r in expected if r != day1.to_pylist()[0]]
 
 
-def test_a_repeated_visit_id_fails_and_keeps_the_staged_day(source, pg_db, schema):
+def test_a_repeated_visit_id_fails_and_keeps_the_staged_day(fake_snowflake, pg_db, schema):
     day1 = visit_rows(DAY, 3, seed=1)
-    put_visits(source, "VISITS", day1, replace=True)
-    _stage(source, pg_db, schema, [DAY])
-    put_visits(source, "VISITS", day1.slice(0, 2), replace=False)  # two visits loaded twice
+    put_visits(fake_snowflake, "VISITS", day1, replace=True)
+    _stage(fake_snowflake, pg_db, schema, [DAY])
+    put_visits(fake_snowflake, "VISITS", day1.slice(0, 2), replace=False)  # two visits loaded twice
     with pytest.raises(ConfigError, match=f"the visits of {DAY} repeat a VisitID"):
-        _stage(source, pg_db, schema, [DAY])
+        _stage(fake_snowflake, pg_db, schema, [DAY])
     assert len(_staged(pg_db, schema)) == day1.num_rows
 
 
-def test_source_check_names_missing_columns_and_bad_table_names(source, monkeypatch):
-    put_visits(source, "VISITS", visit_rows(DAY, 2, seed=1).drop_columns(["SSN"]), replace=True)
+def test_source_check_names_missing_columns_and_bad_table_names(fake_snowflake, monkeypatch):
+    put_visits(
+        fake_snowflake, "VISITS", visit_rows(DAY, 2, seed=1).drop_columns(["SSN"]), replace=True
+    )
     with pytest.raises(ConfigError, match=r"VISITS lacks column\(s\) SSN \(it has: VISITID, "):
-        conflict_visits.check_source(source.fetch_arrow, "VISITS")
+        conflict_visits.check_source(fake_snowflake.fetch_arrow, "VISITS")
     with pytest.raises(ConfigError, match="cannot read the visits table NOPE"):
-        conflict_visits.check_source(source.fetch_arrow, "NOPE")
+        conflict_visits.check_source(fake_snowflake.fetch_arrow, "NOPE")
     monkeypatch.setenv("SQLGYM_CONFLICTS_SOURCE_TABLE", "visits; drop table x")
     with pytest.raises(ConfigError, match="is not a Snowflake table name"):
         conflict_visits.source_table()

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
+from pipelines_tests.run_events import check_evaluations, checks_passed, failure_messages, steps
 from sqlgym_pipelines.defs.conflicts.assets import TABLE_KEY, VISITS_KEY, conflicts_assets
 from sqlgym_pipelines.defs.conflicts.checks import conflicts_checks
 from sqlgym_pipelines.defs.conflicts.jobs import conflicts_jobs
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:
 
 DAY = dt.date(2026, 3, 2)
 PARTITION = DAY.isoformat()
+CHUNK_STEP = "process_conflict_chunk["
 SMALL_CHUNKS = {"target_chunk_size": 40, "max_chunk_size": 80, "max_keys_per_chunk": 3}
 
 
@@ -123,10 +125,7 @@ def test_chunked_run_writes_the_rules_result_and_shows_each_chunk(pipeline):
     with dg.instance_for_test() as instance:
         result = _execute(instance, _run_config(**SMALL_CHUNKS))
         assert result.success
-        chunk_steps = [
-            e.step_key for e in result.all_events
-            if e.event_type_value == "STEP_SUCCESS" and "process_conflict_chunk[" in e.step_key
-        ]  # fmt: skip
+        chunk_steps = steps(result, "STEP_SUCCESS", CHUNK_STEP)
         assert len(chunk_steps) > 3  # one step per chunk, visible in the UI
         table = _table(pipeline["url"], pipeline["schema"])
         assert table and table == _expected(pipeline["visits"], _run_ts(table))
@@ -136,12 +135,7 @@ def test_chunked_run_writes_the_rules_result_and_shows_each_chunk(pipeline):
         ]  # fmt: skip
         assert materialization.metadata["dagster/row_count"].value == len(table)
         assert materialization.metadata["inserted"].value == len(table)
-        checks = {
-            e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-            for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        }
-        assert checks == {
+        assert checks_passed(result) == {
             "conflictvisitmaps_all_rows_processed": True,
             "conflictvisitmaps_no_stuck_chunks": True,
             "conflictvisitmaps_status_matches_flags": True,
@@ -176,10 +170,8 @@ def test_a_failed_chunk_resumes_by_reexecution_and_ends_as_an_uninterrupted_run(
             )
         failed = _execute(instance, _run_config(**SMALL_CHUNKS))
         assert not failed.success
-        failed_steps = {
-            e.step_key for e in failed.all_events if e.event_type_value == "STEP_FAILURE"
-        }
-        assert len(failed_steps) == 1 and "process_conflict_chunk[" in next(iter(failed_steps))
+        failed_steps = steps(failed, "STEP_FAILURE")
+        assert len(failed_steps) == 1 and CHUNK_STEP in next(iter(failed_steps))
         with pg.connection(url) as conn:
             locked = conn.execute(
                 sql.SQL('SELECT count(*) FROM {}.conflictvisitmaps WHERE "UpdateFlag" = 1').format(
@@ -195,11 +187,9 @@ def test_a_failed_chunk_resumes_by_reexecution_and_ends_as_an_uninterrupted_run(
             reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
         )
         assert resumed.success
-        rerun_chunks = {
-            e.step_key for e in resumed.all_events
-            if e.event_type_value == "STEP_SUCCESS" and "process_conflict_chunk[" in e.step_key
-        }  # fmt: skip
-        assert rerun_chunks == failed_steps  # only the failed chunk ran again
+        assert (
+            steps(resumed, "STEP_SUCCESS", CHUNK_STEP) == failed_steps
+        )  # only the failed chunk ran again
     table = _table(url, schema)
     run_ts = max(row["UpdatedDate"] for row in table.values())
     # what one uninterrupted second run gives: the first run's rows, re-dated
@@ -218,16 +208,14 @@ def test_health_job_names_what_is_missing(pipeline, monkeypatch):
     result = (
         _defs().resolve_job_def("conflicts_health_job").execute_in_process(raise_on_error=False)
     )
-    failures = [e.event_specific_data.error.message for e in result.all_events
-                if e.event_type_value == "STEP_FAILURE"]  # fmt: skip
+    failures = failure_messages(result)
     assert len(failures) == 1
     assert "SQLGYM_CONFLICTS_TARGET_CHUNK_SIZE='lots' is not a positive integer" in failures[0]
     monkeypatch.delenv("SQLGYM_CONFLICTS_TARGET_CHUNK_SIZE")
     result = (
         _defs().resolve_job_def("conflicts_health_job").execute_in_process(raise_on_error=False)
     )
-    failures = [e.event_specific_data.error.message for e in result.all_events
-                if e.event_type_value == "STEP_FAILURE"]  # fmt: skip
+    failures = failure_messages(result)
     assert len(failures) == 1 and "lacks column(s) PatientLatitude" in failures[0]
 
 
@@ -242,10 +230,7 @@ def test_reset_job_needs_confirmation_then_releases_locks(pipeline):
     job = _defs().resolve_job_def("conflicts_reset_job")
     refused = job.execute_in_process(raise_on_error=False)
     assert not refused.success
-    message = next(
-        e.event_specific_data.error.message for e in refused.all_events
-        if e.event_type_value == "STEP_FAILURE"
-    )  # fmt: skip
+    (message,) = failure_messages(refused)
     assert f"{locked} row(s)" in message and "confirm: true" in message
     assert all(row["UpdateFlag"] == 1 for row in _table(url, schema).values())
     done = job.execute_in_process(
@@ -310,12 +295,8 @@ def test_the_checks_fail_on_locked_rows_stuck_chunks_and_contradicting_status(pi
         .resolve_job_def("conflicts_checks_job")
         .execute_in_process(tags={"dagster/partition": PARTITION}, raise_on_error=False)
     )
-    outcomes = {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-    assert {name: e.passed for name, e in outcomes.items()} == {
+    outcomes = check_evaluations(result)
+    assert checks_passed(result) == {
         "conflictvisitmaps_all_rows_processed": False,
         "conflictvisitmaps_no_stuck_chunks": False,
         "conflictvisitmaps_status_matches_flags": False,

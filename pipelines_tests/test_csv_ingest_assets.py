@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 from psycopg import sql
 
+from pipelines_tests.run_events import checks_passed
 from sqlgym_pipelines.defs import resources as resources_defs
 from sqlgym_pipelines.defs.csv_ingest import assets, checks, sensors
 from sqlgym_pipelines.lib import pg
@@ -93,12 +94,7 @@ def test_job_stages_checks_and_publishes_with_metadata(csv_defs, s3, s3_bucket, 
     assert "| 1 | A | 1 |" in staged["preview"]
     published = metadata(result, "warehouse__shop__items")
     assert (published["inserted"], published["updated"], published["loaded"]) == (2, 0, 2)
-    evaluations = {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-    assert evaluations == {
+    assert checks_passed(result) == {
         "items_reject_ratio_within_limit": True,
         "items_min_rows": True,
         "items_key_unique": True,

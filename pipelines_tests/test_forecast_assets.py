@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines_tests.run_events import checks_passed
 from pipelines_tests.test_athena_boto import inject, row
 from sqlgym_pipelines.defs import resources as resources_defs
 from sqlgym_pipelines.defs.forecast import assets, checks, sensors
@@ -73,14 +74,6 @@ def sensor_tick(defs, instance, cursor):
     return sensor(context)
 
 
-def checks_of(result) -> dict[str, bool]:
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-
-
 def table_metadata(result) -> dict:
     mats = result.asset_materializations_for_node("neon__public__forecast_data")
     return {k: v.value for k, v in mats[0].metadata.items()}
@@ -103,7 +96,7 @@ def test_files_to_neon_through_the_sensor_with_checks(forecast, stack, s3_bucket
             branch,
         )
         assert (meta["days"], meta["inserted"]) == (3, 90)
-        assert checks_of(result) == {
+        assert checks_passed(result) == {
             "forecast_data_rows_match_athena": True, "forecast_data_indexes_valid": True,
             "forecast_data_y_50_not_null": True, "forecast_data_quantiles_ordered": True,
             "forecast_data_state_is_two_letters": True, "forecast_data_natural_key_unique": True,

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines_tests.run_events import checks_passed
 from sqlgym_pipelines.defs.postgres_sync import assets as sync_assets
 from sqlgym_pipelines.lib import pg
 from sqlgym_pipelines.lib.lake_athena import register_lake_table
@@ -64,11 +65,6 @@ def _ranged(defs, keys, days, **tags):
     )
 
 
-def _checks(result) -> dict[str, bool]:
-    return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}  # fmt: skip
-
-
 def _lake_ids(stack, loc, day) -> list[int]:
     s3 = aws_client(stack, "s3")
     store = LakeStore(s3, loc)
@@ -97,7 +93,7 @@ def test_three_day_backfill_one_run_exact_days_and_checks_pass(project, stack):
                 (day, day + dt.timedelta(days=1)),
             )]  # fmt: skip
             assert _lake_ids(stack, loc, day) == expected and expected
-    checks = _checks(result)
+    checks = checks_passed(result)
     assert checks and all(checks.values()), checks
 
 
@@ -118,7 +114,7 @@ def test_checks_fail_on_a_corrupted_partition(project, stack):
         instance=dg.DagsterInstance.ephemeral(), partition_key=None,
         tags={"dagster/partition": DAYS[0].isoformat()}, raise_on_error=False,
     )  # fmt: skip
-    checks = _checks(result)
+    checks = checks_passed(result)
     assert checks["users_rows_match_source"] is False
     assert checks["users_versions_unique"] is False
     assert checks["users_columns_complete"] is True

@@ -24,16 +24,6 @@ pytest.importorskip("fakesnow")
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
 
 
-@pytest.fixture
-def fake(tmp_path) -> SnowflakeResource:
-    return SnowflakeResource(
-        mode="fakesnow",
-        database="SQLGYM",
-        schema="CONFLICTS",
-        fakesnow_db_path=str(tmp_path / "fakesnow"),
-    )
-
-
 def _put_visits(resource: SnowflakeResource) -> None:
     with resource.get_connection() as conn:
         cur = conn.cursor()
@@ -52,14 +42,14 @@ def _put_visits(resource: SnowflakeResource) -> None:
             cur.execute("INSERT INTO visits SELECT %s, %s, %s, %s, %s, %s, %s", row)
 
 
-def test_rows_written_on_one_connection_read_typed_on_another(fake):
-    _put_visits(fake)
+def test_rows_written_on_one_connection_read_typed_on_another(fake_snowflake):
+    _put_visits(fake_snowflake)
     # a fresh resource object (as another run would build it) sees the same data
     reader = SnowflakeResource(
         mode="fakesnow",
         database="SQLGYM",
         schema="CONFLICTS",
-        fakesnow_db_path=fake.fakesnow_db_path,
+        fakesnow_db_path=fake_snowflake.fakesnow_db_path,
     )
     table = reader.fetch_arrow(
         "SELECT visit_id, amount, visited_at, booked_at, patient, visit_date, is_new"
@@ -93,25 +83,25 @@ def test_rows_written_on_one_connection_read_typed_on_another(fake):
     assert table.column("IS_NEW").to_pylist() == [True, False, None]
 
 
-def test_data_outlives_the_process(fake):
+def test_data_outlives_the_process(fake_snowflake):
     """A demo loads visits in one process (a Dagster run) and reads them in another."""
     code = (
         "from sqlgym_pipelines.resources.snowflake import SnowflakeResource\n"
-        f"r = SnowflakeResource(mode='fakesnow', database='SQLGYM', schema='CONFLICTS', fakesnow_db_path={fake.fakesnow_db_path!r})\n"
+        f"r = SnowflakeResource(mode='fakesnow', database='SQLGYM', schema='CONFLICTS', fakesnow_db_path={fake_snowflake.fakesnow_db_path!r})\n"
         "with r.get_connection() as c:\n"
         "    c.cursor().execute('CREATE TABLE visits AS SELECT 7 AS visit_id, 3.25::NUMBER(5,2) AS amount')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-    table = fake.fetch_arrow("SELECT visit_id, amount FROM visits")
+    table = fake_snowflake.fetch_arrow("SELECT visit_id, amount FROM visits")
     assert table.to_pylist() == [{"VISIT_ID": 7, "AMOUNT": Decimal("3.25")}]
 
 
-def test_a_second_process_on_the_same_files_gets_a_clear_error(fake):
+def test_a_second_process_on_the_same_files_gets_a_clear_error(fake_snowflake):
     code = (
         "from sqlgym_pipelines.resources.snowflake import SnowflakeResource\n"
-        f"SnowflakeResource(mode='fakesnow', database='SQLGYM', fakesnow_db_path={fake.fakesnow_db_path!r}).fetch_arrow('SELECT 1')\n"
+        f"SnowflakeResource(mode='fakesnow', database='SQLGYM', fakesnow_db_path={fake_snowflake.fakesnow_db_path!r}).fetch_arrow('SELECT 1')\n"
     )
-    with fake.get_connection():  # holds DuckDB's file lock
+    with fake_snowflake.get_connection():  # holds DuckDB's file lock
         proc = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
         )
@@ -120,30 +110,32 @@ def test_a_second_process_on_the_same_files_gets_a_clear_error(fake):
     assert "one process at a time" in proc.stderr
 
 
-def test_empty_result_keeps_its_types(fake):
-    _put_visits(fake)
-    table = fake.fetch_arrow("SELECT visit_id, amount FROM visits WHERE visit_id > 100")
+def test_empty_result_keeps_its_types(fake_snowflake):
+    _put_visits(fake_snowflake)
+    table = fake_snowflake.fetch_arrow("SELECT visit_id, amount FROM visits WHERE visit_id > 100")
     assert table.num_rows == 0
     assert table.schema.types == [pa.int64(), pa.decimal128(10, 2)]
 
 
-def test_nested_connections_share_one_fakesnow(fake):
-    _put_visits(fake)
-    with fake.get_connection() as outer, fake.get_connection() as inner:
+def test_nested_connections_share_one_fakesnow(fake_snowflake):
+    _put_visits(fake_snowflake)
+    with fake_snowflake.get_connection() as outer, fake_snowflake.get_connection() as inner:
         outer.cursor().execute("INSERT INTO visits (visit_id) VALUES (4)")
         assert inner.cursor().execute("SELECT count(*) FROM visits").fetchone() == (4,)
-    other = SnowflakeResource(mode="fakesnow", fakesnow_db_path=fake.fakesnow_db_path + "-other")
+    other = SnowflakeResource(
+        mode="fakesnow", fakesnow_db_path=fake_snowflake.fakesnow_db_path + "-other"
+    )
     with (
-        fake.get_connection(),
+        fake_snowflake.get_connection(),
         pytest.raises(ConfigError, match="one fakesnow_db_path at a time"),
         other.get_connection(),
     ):
         pass
 
 
-def test_bad_sql_is_a_query_error(fake):
+def test_bad_sql_is_a_query_error(fake_snowflake):
     with pytest.raises(QueryFailed, match="(?si)rejected the query.*no_such_table"):
-        fake.fetch_arrow("SELECT * FROM no_such_table")
+        fake_snowflake.fetch_arrow("SELECT * FROM no_such_table")
 
 
 def test_leaves_no_fakesnow_dirs_in_the_temp_dir(tmp_path):

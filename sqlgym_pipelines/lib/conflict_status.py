@@ -10,33 +10,35 @@ from psycopg import sql
 _WINDOW = 'AND "VisitDate" >= %(start)s AND "VisitDate" < %(end)s'
 
 
+def _count_by(
+    conn: psycopg.Connection, schema: str, start: dt.date, end: dt.date, label: str, zeros: tuple
+) -> dict[str, int]:
+    """The window's rows counted by the SQL expression `label`; every name in zeros present."""
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT " + label + ", count(*) FROM {}.conflictvisitmaps WHERE true "
+            + _WINDOW + " GROUP BY 1"
+        ).format(sql.Identifier(schema)),
+        {"start": start, "end": end},
+    ).fetchall()  # fmt: skip
+    return {**dict.fromkeys(zeros, 0), **dict(rows)}
+
+
 def status_counts(conn: psycopg.Connection, schema: str, start: dt.date, end: dt.date) -> dict:
     """The seed's processing status of the window's rows: locked (UpdateFlag = 1), completed
     (processed at least once: UpdatedDate set), pending (never processed)."""
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT CASE WHEN \"UpdateFlag\" = 1 THEN 'locked' "
-            "WHEN \"UpdatedDate\" IS NOT NULL THEN 'completed' ELSE 'pending' END, count(*) "
-            "FROM {}.conflictvisitmaps WHERE true " + _WINDOW + " GROUP BY 1"
-        ).format(sql.Identifier(schema)),
-        {"start": start, "end": end},
-    ).fetchall()
-    return {"locked": 0, "completed": 0, "pending": 0, **dict(rows)}
+    label = (
+        "CASE WHEN \"UpdateFlag\" = 1 THEN 'locked' "
+        "WHEN \"UpdatedDate\" IS NOT NULL THEN 'completed' ELSE 'pending' END"
+    )
+    return _count_by(conn, schema, start, end, label, ("locked", "completed", "pending"))
 
 
 def flag_status_counts(
     conn: psycopg.Connection, schema: str, start: dt.date, end: dt.date
 ) -> dict[str, int]:
     """Rows of the window by StatusFlag (new / conflicting / resolved)."""
-    rows = conn.execute(
-        sql.SQL(
-            'SELECT "StatusFlag", count(*) FROM {}.conflictvisitmaps WHERE true '
-            + _WINDOW
-            + " GROUP BY 1"
-        ).format(sql.Identifier(schema)),
-        {"start": start, "end": end},
-    ).fetchall()
-    return {"new": 0, "conflicting": 0, "resolved": 0, **dict(rows)}
+    return _count_by(conn, schema, start, end, '"StatusFlag"', ("new", "conflicting", "resolved"))
 
 
 def unfinished_chunks(
