@@ -3,6 +3,8 @@
 import datetime as dt
 import math
 import re
+import threading
+import time
 from decimal import Decimal
 
 import psycopg
@@ -247,11 +249,13 @@ ROUND_TRIPS = [
 ]
 
 
+@pytest.mark.parametrize("binary", [None, False], ids=["auto", "csv"])
 @pytest.mark.parametrize(
     ("arrow_type", "values", "expected"), ROUND_TRIPS, ids=[str(c[0]) for c in ROUND_TRIPS]
 )
-def test_copy_arrow_round_trips_exactly(pg_db, arrow_type, values, expected):
-    """A table created from the Arrow schema (as the staging is) holds every value exactly."""
+def test_copy_arrow_round_trips_exactly(pg_db, arrow_type, values, expected, binary):
+    """A table created from the Arrow schema (as the staging is) holds every value exactly, in
+    binary (auto, where the encoder has the type) and in CSV."""
     if pa.types.is_dictionary(arrow_type):
         array = pa.array(values, arrow_type.value_type).dictionary_encode()
     elif arrow_type == pa.null():
@@ -262,9 +266,70 @@ def test_copy_arrow_round_trips_exactly(pg_db, arrow_type, values, expected):
     ref = TableRef("public", "t")
     with pg.connection(pg_db) as conn:
         create_table(conn, ref, data.schema, primary_key=["id"])
-        assert copy_arrow(conn, ref, data) == len(values)
+        assert copy_arrow(conn, ref, data, binary=binary) == len(values)
     got = [r[0] for r in _rows(pg_db, "SELECT v FROM t ORDER BY id")]
     assert _nan_safe(got) == _nan_safe(values if expected is None else expected)
+
+
+BINARY_TYPES = [pa.bool_(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(),
+                pa.uint16(), pa.uint32(), pa.uint64(), pa.float32(), pa.float64(),
+                pa.decimal128(38, 10), pa.string(), pa.large_string(), pa.string_view(),
+                pa.date32(), pa.timestamp("s"), pa.timestamp("ms"), pa.timestamp("us"),
+                pa.timestamp("us", "UTC"), pa.time64("us"), pa.duration("us"), pa.binary(),
+                pa.dictionary(pa.int32(), pa.string())]  # fmt: skip
+
+
+@pytest.mark.parametrize("arrow_type", BINARY_TYPES, ids=str)
+def test_copy_arrow_writes_binary_into_a_table_made_from_the_schema(pg_db, arrow_type):
+    """The staging tables are made from the Arrow schema: their loads take the binary path."""
+    data = pa.table({"v": pa.nulls(2, arrow_type)})
+    with pg.connection(pg_db) as conn:
+        create_table(conn, TableRef("public", "b"), data.schema)
+        assert copy_arrow(conn, TableRef("public", "b"), data, binary=True) == 2
+
+
+@pytest.mark.parametrize(
+    ("ddl", "data"),
+    [
+        ("n integer", pa.table({"n": pa.array([1], pa.int64())})),  # binary int8 is not int4
+        ("j jsonb", pa.table({"j": ['{"a": 1}']})),
+        ("t timestamptz", pa.table({"t": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("us"))})),
+        ("t timestamp", pa.table({"t": pa.array([OLD], pa.timestamp("us", "UTC"))})),
+        ("d date", pa.table({"d": pa.array([dt.date(2024, 1, 1)], pa.date64())})),
+    ],
+    ids=["int64-into-integer", "text-into-jsonb", "naive-into-tz", "tz-into-naive", "date64"],
+)
+def test_copy_arrow_falls_back_to_csv_where_binary_would_not_read_the_same(pg_db, ddl, data):
+    """Binary input must match the column's type exactly: otherwise CSV, which Postgres parses
+    (and casts) as text; forcing binary there is a clear error."""
+    _execute(pg_db, f"CREATE TABLE f ({ddl})")
+    with pg.connection(pg_db) as conn:
+        with pytest.raises(ConfigError, match="cannot be written in binary"), conn.transaction():
+            copy_arrow(conn, TableRef("public", "f"), data, binary=True)
+        assert copy_arrow(conn, TableRef("public", "f"), data) == 1  # auto: through CSV
+        copy_arrow(conn, TableRef("public", "f"), data, binary=False)
+        got = conn.execute("SELECT * FROM f").fetchall()
+    assert len(got) == 2
+    assert got[0] == got[1]
+
+
+def test_copy_arrow_binary_into_varchar_checks_the_length(pg_db):
+    """Binary text into varchar(n) is checked like text input: too long is an error, never cut."""
+    _execute(pg_db, "CREATE TABLE v (s varchar(3), c char(2))")
+    with pg.connection(pg_db) as conn:
+        copy_arrow(conn, TableRef("public", "v"), pa.table({"s": ["abc"], "c": ["x"]}), binary=True)
+        with pytest.raises(QueryFailed, match="too long"), conn.transaction():
+            copy_arrow(conn, TableRef("public", "v"), pa.table({"s": ["abcd"], "c": ["x"]}))
+    assert _rows(pg_db, "SELECT s, c FROM v") == [("abc", "x ")]
+
+
+def test_copy_arrow_binary_casts_later_batches_to_the_first_schema(pg_db):
+    schema = pa.schema([("s", pa.string())])
+    batches = [pa.table({"s": ["a"]}, schema), pa.table({"s": pa.array(["b"], pa.large_string())})]
+    with pg.connection(pg_db) as conn:
+        create_table(conn, TableRef("public", "c"), schema)
+        assert copy_arrow(conn, TableRef("public", "c"), batches, binary=True) == 2
+    assert _rows(pg_db, "SELECT s FROM c ORDER BY s") == [("a",), ("b",)]
 
 
 def test_copy_arrow_strings_keep_separators_quotes_newlines_and_empty_vs_null(pg_db):
@@ -446,7 +511,13 @@ def test_append_of_an_existing_key_fails_and_rolls_back(pg_db):
 # -- load_arrow: upsert --------------------------------------------------------------------
 
 
-def test_upsert_counts_and_touches_only_changed_rows(pg_db):
+@pytest.fixture(params=["on_conflict", "merge"])
+def upsert_with(request) -> str:
+    """Every upsert test runs with both statements: same rows, same counts."""
+    return request.param
+
+
+def test_upsert_counts_and_touches_only_changed_rows(pg_db, upsert_with):
     """Half the input keys exist; of those some differ. Equal rows are not rewritten at all."""
     _seed_items(pg_db, range(10))
     _execute(
@@ -462,7 +533,15 @@ def test_upsert_counts_and_touches_only_changed_rows(pg_db):
     qtys[3] = None  # id 8: 3 -> NULL is a change
     data = _items(ids, names, qtys)  # id 7: identical -> unchanged
     with pg.connection(pg_db) as conn:
-        counts = load_arrow(conn, ITEMS, data, mode="upsert", key=["id"], touch_column="updated_at")
+        counts = load_arrow(
+            conn,
+            ITEMS,
+            data,
+            mode="upsert",
+            key=["id"],
+            upsert_with=upsert_with,
+            touch_column="updated_at",
+        )
     assert counts == MergeCounts(staged=10, inserted=5, updated=3, unchanged=2)
 
     got = {r[0]: r[1:] for r in _rows(pg_db, "SELECT id, name, qty, updated_at FROM items")}
@@ -478,15 +557,22 @@ def test_upsert_counts_and_touches_only_changed_rows(pg_db):
     assert after[5] != before[5]
 
 
-def test_upsert_without_touch_column_leaves_it_alone(pg_db):
+def test_upsert_without_touch_column_leaves_it_alone(pg_db, upsert_with):
     _seed_items(pg_db, [1])
     with pg.connection(pg_db) as conn:
-        counts = load_arrow(conn, ITEMS, _items([1], ["changed"]), mode="upsert", key=["id"])
+        counts = load_arrow(
+            conn,
+            ITEMS,
+            _items([1], ["changed"]),
+            mode="upsert",
+            key=["id"],
+            upsert_with=upsert_with,
+        )
     assert counts.updated == 1
     assert _rows(pg_db, "SELECT name, updated_at FROM items") == [("changed", OLD)]
 
 
-def test_upsert_duplicate_keys_last_one_wins_across_batches(pg_db):
+def test_upsert_duplicate_keys_last_one_wins_across_batches(pg_db, upsert_with):
     _seed_items(pg_db, [2])
     schema = _items([], []).schema
     batches = [
@@ -497,7 +583,9 @@ def test_upsert_duplicate_keys_last_one_wins_across_batches(pg_db):
         pa.RecordBatch.from_pylist([{"id": 2, "name": "2b"}, {"id": 3, "name": "3b"}], schema),
     ]
     with pg.connection(pg_db) as conn:
-        counts = load_arrow(conn, ITEMS, iter(batches), mode="upsert", key=["id"])
+        counts = load_arrow(
+            conn, ITEMS, iter(batches), mode="upsert", key=["id"], upsert_with=upsert_with
+        )
     assert counts == MergeCounts(staged=3, superseded=4, inserted=2, updated=1)
     assert _rows(pg_db, "SELECT id, name FROM items ORDER BY id") == [
         (1, "1c"),
@@ -506,11 +594,11 @@ def test_upsert_duplicate_keys_last_one_wins_across_batches(pg_db):
     ]
 
 
-def test_upsert_with_only_key_columns_inserts_new_keys_and_skips_existing(pg_db):
+def test_upsert_with_only_key_columns_inserts_new_keys_and_skips_existing(pg_db, upsert_with):
     _seed_items(pg_db, [1, 2])
     data = pa.table({"id": pa.array([2, 3, 3], pa.int64())})
     with pg.connection(pg_db) as conn:
-        counts = load_arrow(conn, ITEMS, data, mode="upsert", key=["id"])
+        counts = load_arrow(conn, ITEMS, data, mode="upsert", key=["id"], upsert_with=upsert_with)
     assert counts == MergeCounts(staged=2, superseded=1, inserted=1, unchanged=1)
     assert _rows(pg_db, "SELECT id, name FROM items ORDER BY id") == [
         (1, "n1"),
@@ -519,7 +607,7 @@ def test_upsert_with_only_key_columns_inserts_new_keys_and_skips_existing(pg_db)
     ]
 
 
-def test_upsert_on_a_composite_unique_index_in_any_key_order(pg_db):
+def test_upsert_on_a_composite_unique_index_in_any_key_order(pg_db, upsert_with):
     _execute(
         pg_db,
         "CREATE TABLE fc (id serial PRIMARY KEY, site text, day date, yhat double precision)",
@@ -535,7 +623,12 @@ def test_upsert_on_a_composite_unique_index_in_any_key_order(pg_db):
     )
     with pg.connection(pg_db) as conn:
         counts = load_arrow(
-            conn, TableRef("public", "fc"), data, mode="upsert", key=["day", "site"]
+            conn,
+            TableRef("public", "fc"),
+            data,
+            mode="upsert",
+            key=["day", "site"],
+            upsert_with=upsert_with,
         )
     assert counts == MergeCounts(staged=3, inserted=1, updated=1, unchanged=1)
     assert _rows(pg_db, "SELECT site, yhat FROM fc ORDER BY site") == [
@@ -545,14 +638,77 @@ def test_upsert_on_a_composite_unique_index_in_any_key_order(pg_db):
     ]
 
 
-def test_upsert_dedupe_is_not_quadratic(pg_db):
+def test_upsert_into_a_partitioned_table_counts_over_its_partitions(pg_db, upsert_with):
+    """MERGE's counts come from the transaction's write counters, kept per partition."""
+    _execute(
+        pg_db,
+        "CREATE TABLE pt (day date, id int, v text, PRIMARY KEY (day, id)) PARTITION BY RANGE (day)",
+        "CREATE TABLE pt_1 PARTITION OF pt FOR VALUES FROM ('2024-01-01') TO ('2024-01-02')",
+        "CREATE TABLE pt_2 PARTITION OF pt FOR VALUES FROM ('2024-01-02') TO ('2024-01-03')",
+        "INSERT INTO pt VALUES ('2024-01-01', 1, 'a'), ('2024-01-02', 1, 'a'), ('2024-01-02', 2, 'b')",
+    )
+    days = [dt.date(2024, 1, 1), dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 2)]
+    data = pa.table(
+        {"day": pa.array(days, pa.date32()), "id": [1, 2, 1, 2], "v": ["a", "n", "x", "b"]}
+    )
+    target = TableRef("public", "pt")
+    counts = _load(pg_db, target, data, mode="upsert", key=["day", "id"], upsert_with=upsert_with)
+    assert counts == MergeCounts(staged=4, inserted=1, updated=1, unchanged=2)
+    assert _rows(pg_db, "SELECT day::text, id, v FROM pt ORDER BY 1, 2") == [
+        ("2024-01-01", 1, "a"), ("2024-01-01", 2, "n"), ("2024-01-02", 1, "x"), ("2024-01-02", 2, "b")
+    ]  # fmt: skip
+
+
+def test_merge_upsert_falls_back_to_on_conflict_when_a_new_key_is_inserted_concurrently(pg_db):
+    """Another writer inserts key 3 while the load runs: MERGE would fail on it (it saw no such
+    row), so the load redoes its upsert with ON CONFLICT and updates that row instead."""
+    _seed_items(pg_db, [1])
+    other = psycopg.connect(pg_db)
+    other.execute("INSERT INTO items (id, name) VALUES (3, 'theirs')")  # not committed yet
+    result: dict = {}
+
+    def load():
+        with pg.connection(pg_db) as conn:
+            data = _items([1, 2, 3], ["one", "two", "ours"])
+            result["counts"] = load_arrow(
+                conn, ITEMS, data, mode="upsert", key=["id"], upsert_with="merge"
+            )
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    with pg.connection(pg_db, autocommit=True) as watcher:
+        for _ in range(200):  # until the load waits for the other writer's key
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'MERGE%%'"
+            ).fetchone()[0]
+            if waiting or not worker.is_alive():
+                break
+            time.sleep(0.05)
+    other.commit()
+    other.close()
+    worker.join(timeout=30)
+    assert result["counts"] == MergeCounts(staged=3, inserted=1, updated=2)
+    assert _rows(pg_db, "SELECT id, name FROM items ORDER BY id") == [
+        (1, "one"), (2, "two"), (3, "ours")
+    ]  # fmt: skip
+
+
+def test_upsert_dedupe_is_not_quadratic(pg_db, upsert_with):
     """30k staged rows with 10k superseded (a self-join dedupe was quadratic: minutes here)."""
     n = 20_000
     _execute(pg_db, "CREATE TABLE big (id bigint PRIMARY KEY, v text)")
     ids = list(range(n)) + list(range(0, n, 2))
     data = pa.table({"id": pa.array(ids, pa.int64()), "v": [f"v{i}" for i in range(len(ids))]})
     with pg.connection(pg_db) as conn:
-        counts = load_arrow(conn, TableRef("public", "big"), data, mode="upsert", key=["id"])
+        counts = load_arrow(
+            conn,
+            TableRef("public", "big"),
+            data,
+            mode="upsert",
+            key=["id"],
+            upsert_with=upsert_with,
+        )
     assert counts == MergeCounts(staged=n, superseded=n // 2, inserted=n)
     assert _rows(pg_db, "SELECT v FROM big WHERE id IN (0, 1) ORDER BY id") == [
         (f"v{n}",),
@@ -682,7 +838,7 @@ def test_load_is_part_of_the_callers_transaction(pg_db):
     assert _rows(pg_db, "SELECT id, name FROM items") == [(1, "n1")]
 
 
-def test_load_into_mixed_case_and_quoted_names(pg_db):
+def test_load_into_mixed_case_and_quoted_names(pg_db, upsert_with):
     _execute(
         pg_db,
         'CREATE SCHEMA "Sales Data"',
@@ -691,7 +847,12 @@ def test_load_into_mixed_case_and_quoted_names(pg_db):
     data = pa.table({"Order ID": pa.array([1, 1], pa.int64()), "a,b": ["x", "y"]})
     with pg.connection(pg_db) as conn:
         counts = load_arrow(
-            conn, TableRef("Sales Data", "Order Lines"), data, mode="upsert", key=["Order ID"]
+            conn,
+            TableRef("Sales Data", "Order Lines"),
+            data,
+            mode="upsert",
+            key=["Order ID"],
+            upsert_with=upsert_with,
         )
     assert counts == MergeCounts(staged=1, superseded=1, inserted=1)
     assert _rows(pg_db, 'SELECT * FROM "Sales Data"."Order Lines"') == [(1, "y")]
@@ -835,12 +996,19 @@ def test_staged_values_are_cast_into_the_target_types(pg_db):
         "date",
     ],
 )
-def test_values_that_do_not_fit_the_target_type_fail_loudly(pg_db, ddl, column, error):
+def test_values_that_do_not_fit_the_target_type_fail_loudly(pg_db, ddl, column, error, upsert_with):
     """A value the target cannot hold is an error, never silently truncated or wrapped."""
     _execute(pg_db, f"CREATE TABLE fit (id int PRIMARY KEY, {ddl})", "INSERT INTO fit VALUES (0)")
     data = pa.table({"id": pa.array([1], pa.int64()), "n": column})
     with pytest.raises(QueryFailed, match=re.escape(error)), pg.connection(pg_db) as conn:
-        load_arrow(conn, TableRef("public", "fit"), data, mode="upsert", key=["id"])
+        load_arrow(
+            conn,
+            TableRef("public", "fit"),
+            data,
+            mode="upsert",
+            key=["id"],
+            upsert_with=upsert_with,
+        )
     assert _rows(pg_db, "SELECT id FROM fit") == [(0,)]
 
 
@@ -863,7 +1031,7 @@ def test_psycopg_is_not_leaked_from_the_merge(pg_db):
     assert isinstance(raised.value.__cause__, psycopg.errors.CheckViolation)
 
 
-def test_upsert_compares_json_and_geometric_columns_it_cannot_test_for_equality(pg_db):
+def test_upsert_compares_json_and_geometric_columns_it_cannot_test_for_equality(pg_db, upsert_with):
     _execute(
         pg_db,
         "CREATE TABLE docs (id bigint PRIMARY KEY, body json, at point, tags json[])",
@@ -873,9 +1041,11 @@ def test_upsert_compares_json_and_geometric_columns_it_cannot_test_for_equality(
         {"id": [1, 2], "body": ['{"a": 1}', '{"b": 2}'], "at": ["(1,2)", "(3,4)"],
          "tags": ['{"{\\"x\\": 1}"}', None]}
     )  # fmt: skip
-    assert _load(pg_db, target, data, mode="upsert", key=["id"]).inserted == 2
+    assert (
+        _load(pg_db, target, data, mode="upsert", key=["id"], upsert_with=upsert_with).inserted == 2
+    )
     changed = data.set_column(1, "body", pa.array(['{"a": 1}', '{"b": 3}']))
-    counts = _load(pg_db, target, changed, mode="upsert", key=["id"])
+    counts = _load(pg_db, target, changed, mode="upsert", key=["id"], upsert_with=upsert_with)
     assert (counts.inserted, counts.updated, counts.unchanged) == (0, 1, 1)
     assert _rows(pg_db, "SELECT id, body::text FROM docs ORDER BY id") == [
         (1, '{"a": 1}'), (2, '{"b": 3}')
