@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from sqlgym_pipelines.lib.csv_config import Dataset
-from sqlgym_pipelines.lib.csv_transform import check_dataset, process
+from sqlgym_pipelines.lib.csv_transform import check_dataset, convert, process, timestamp_format
 
 
 def dataset(schema: dict, transforms=(), rules=(), **target) -> Dataset:
@@ -72,6 +72,29 @@ def test_timestamptz_reads_offsets_as_utc():
     out, found = run(dataset({"v": "timestamptz"}), v=["2024-01-02T03:04:05+02:00"])
     assert out["v"].to_list() == [dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=dt.UTC)]
     assert found.height == 0
+
+
+TIMESTAMP_TEXTS = ["2026-01-15 01:02:03", "2026-01-15 1:2:3", "2026-01-15T01:02:03",
+                   "2026-01-15 01:02:03.5", "2026-01-15 01:02:03.123456789", " 2026-01-15 01:02:03 ",
+                   "2026-01-15 23:59:60", "2026-01-15", "2026-01-15T01:02:03+02:00",
+                   "15/01/2026 01:02", "2026-02-30 01:02:03", "2026-01-15 24:00:00"]  # fmt: skip
+
+
+@pytest.mark.parametrize("type_name", ["timestamp", "timestamptz"])
+@pytest.mark.parametrize("text", TIMESTAMP_TEXTS)
+def test_timestamps_read_by_a_known_format_equal_polars_inference(type_name, text):
+    """A batch whose timestamps all fit a common format is read with it (~8x faster than
+    inferring): the values, and the rejects, are those of inference."""
+    out, found = run(dataset({"v": type_name}), v=[text, text, None])
+    inferred = pl.select(convert(pl.lit(pl.Series([text])), type_name)).item()
+    assert out["v"].to_list() == ([None] if inferred is None else [inferred, inferred, None])
+    assert found.height == (2 if inferred is None else 0)
+
+
+def test_timestamp_format_is_chosen_per_batch_and_falls_back_to_inference():
+    assert timestamp_format(pl.Series(["2026-01-15 01:02:03", None])) == "%Y-%m-%d %H:%M:%S"
+    assert timestamp_format(pl.Series(["2026-01-15T01:02:03.25"])) == "%Y-%m-%dT%H:%M:%S%.f"
+    assert timestamp_format(pl.Series(["2026-01-15 01:02:03", "2026-01-15"])) is None
 
 
 def test_non_nullable_column_rejects_empty_values():

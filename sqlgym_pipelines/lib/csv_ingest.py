@@ -36,6 +36,7 @@ SQL_DIR = Path(__file__).parent / "sql"
 FILE_COLUMN = "_sqlgym_file"
 LINE_COLUMN = "_sqlgym_line"
 PREVIEW_ROWS = 10
+REJECT_BUFFER_BYTES = 32 << 20
 
 
 class CsvDataError(SqlgymError):
@@ -154,25 +155,39 @@ def _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, re
             block_size=dataset.block_size_bytes,
         )
         _check_header(dataset, file, names)
-        # parse + type + transform the next batch (pyarrow / polars, GIL released) while
-        # Postgres takes the COPY of this one
-        for good, bad, read in prefetch(_processed(batches, dataset, day, file, run_id), depth=1):
-            pg_load.copy_arrow(conn, result.staging, good)
-            if bad.height:
-                pg_load.copy_arrow(conn, rejects, bad.to_arrow())
-                reasons.update(bad["reason"].to_list())
-                if result.reject_preview is None or result.reject_preview.height < PREVIEW_ROWS:
-                    result.reject_preview = bad.head(PREVIEW_ROWS)
-            if result.preview is None or result.preview.height < PREVIEW_ROWS:
-                result.preview = pl.from_arrow(good.drop([FILE_COLUMN, LINE_COLUMN])).head(
-                    PREVIEW_ROWS
-                )
-            result.rows_read += read
+        # One COPY for the file's good rows: Postgres parses a batch while the next one is
+        # parsed, typed and transformed (pyarrow / polars, GIL released). Rejects wait in
+        # memory, up to REJECT_BUFFER_BYTES, for the COPY to end (one COPY at a time).
+        held: list[pl.DataFrame] = []
+        with pg_load.ArrowCopy(conn, result.staging, freeze=True) as staging:
+            processed = _processed(prefetch(batches, 1), dataset, day, file, run_id)
+            for good, bad, read in prefetch(processed, 1):
+                staging.write(good)
+                if bad.height:
+                    held.append(bad)
+                    reasons.update(bad["reason"].to_list())
+                    if result.reject_preview is None or result.reject_preview.height < PREVIEW_ROWS:
+                        result.reject_preview = bad.head(PREVIEW_ROWS)
+                    if sum(frame.estimated_size() for frame in held) > REJECT_BUFFER_BYTES:
+                        staging.close()
+                        _quarantine(conn, rejects, held)
+                if result.preview is None or result.preview.height < PREVIEW_ROWS:
+                    result.preview = pl.from_arrow(good.drop([FILE_COLUMN, LINE_COLUMN])).head(
+                        PREVIEW_ROWS
+                    )
+                result.rows_read += read
+        _quarantine(conn, rejects, held)
     except CsvFileError as exc:
         raise CsvDataError(f"{file.uri}: {exc}") from exc
     finally:
         body.close()
     result.bytes += file.size
+
+
+def _quarantine(conn, rejects: TableRef, held: list[pl.DataFrame]) -> None:
+    """COPY the held rejects into the quarantine table and let go of them."""
+    pg_load.copy_arrow(conn, rejects, [frame.to_arrow() for frame in held])
+    held.clear()
 
 
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
@@ -356,6 +371,15 @@ def audit(
 
 
 def _duplicate_keys(conn, staging: TableRef, key) -> int:
+    """Keys held by more than one row (NULL keys grouped together)."""
+    if len(key) == 1:  # the usual answer, none, from a sort: ~3x faster than hashing 1M groups
+        surplus = conn.execute(
+            sql.SQL("SELECT count(*) - count(DISTINCT {k}) FROM {t}").format(
+                k=sql.Identifier(key[0]), t=staging.ident
+            )
+        ).fetchone()[0]
+        if surplus == 0:
+            return 0
     return conn.execute(
         sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} GROUP BY {} HAVING count(*) > 1) d").format(
             staging.ident, sql.SQL(", ").join(sql.Identifier(k) for k in key)
@@ -408,6 +432,7 @@ def publish(
         key=dataset.target.key,
         replace_where=replace_where,
         touch_column=dataset.target.touch_column,
+        upsert_with="merge",
     )
     counts.superseded = superseded
     per_file = dict(

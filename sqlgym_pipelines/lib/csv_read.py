@@ -186,7 +186,7 @@ def _line_numbers(
         records = pl.select(
             pl.when(records >= row.line).then(records + 1).otherwise(records)
         ).to_series()
-    newlines = [pl.col(c).str.count_matches("\n").fill_null(0) for c in frame.columns]
+    newlines = [pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns]
     spans = frame.select((pl.sum_horizontal(newlines) + 1).cast(pl.Int64).alias("span"))["span"]
     merged = pl.concat(
         [

@@ -63,6 +63,22 @@ def convert(expr: pl.Expr, type_name: str, fmt: str | None = None) -> pl.Expr:
     return text.cast(target, strict=False)
 
 
+# Tried, in order, before polars' format inference (which reads a timestamp ~8x slower): the
+# first that reads every value of a batch is that batch's format.
+TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f",
+                     "%Y-%m-%dT%H:%M:%S%.f")  # fmt: skip
+
+
+def timestamp_format(values: pl.Series) -> str | None:
+    """The first of TIMESTAMP_FORMATS that reads every non-null value; None: infer per value."""
+    text = values.str.strip_chars()
+    for fmt in TIMESTAMP_FORMATS:
+        parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
+        if parsed.null_count() == text.null_count():
+            return fmt
+    return None
+
+
 def convert_any(expr: pl.Expr, current: pl.DataType, type_name: str) -> pl.Expr:
     if current == pl.Utf8:
         return convert(expr, type_name)
@@ -130,8 +146,11 @@ class Batch:
         self, column: str, type_name: str, fmt: str | None = None, *, to: str | None = None
     ) -> "Step":
         current = self.frame.schema[column]
+        parse = fmt
+        if parse is None and current == pl.Utf8 and isinstance(dtype(type_name), pl.Datetime):
+            parse = timestamp_format(self.frame[column])
         new = (
-            convert(pl.col(column), type_name, fmt)
+            convert(pl.col(column), type_name, parse)
             if current == pl.Utf8
             else convert_any(pl.col(column), current, type_name)
         )
