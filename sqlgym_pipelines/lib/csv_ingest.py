@@ -117,6 +117,7 @@ def stage(
     for rule in dataset.rules:
         if rule.check == "unique":
             dupes = _unique(conn, result, rule.columns, rejects, run_id)
+            result.staged_rows -= dupes  # moved from staging to the quarantine
             if dupes:
                 reasons[f"duplicate {', '.join(rule.columns)} (rule unique)"] += dupes
     result.rejected_rows = conn.execute(
@@ -124,9 +125,6 @@ def stage(
             "SELECT count(DISTINCT (file_key, line)) FROM {} WHERE dataset = %s AND partition = %s"
         ).format(rejects.ident),
         (dataset.name, day),
-    ).fetchone()[0]
-    result.staged_rows = conn.execute(
-        sql.SQL("SELECT count(*) FROM {}").format(result.staging.ident)
     ).fetchone()[0]
     if dataset.target.key:  # counted once here; the checks and publish read the number
         result.duplicate_keys = _duplicate_keys(conn, result.staging, dataset.target.key)
@@ -162,7 +160,7 @@ def _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, re
         with pg_load.ArrowCopy(conn, result.staging, freeze=True) as staging:
             processed = _processed(prefetch(batches, 1), dataset, day, file, run_id)
             for good, bad, read in prefetch(processed, 1):
-                staging.write(good)
+                result.staged_rows += staging.write(good)
                 if bad.height:
                     held.append(bad)
                     reasons.update(bad["reason"].to_list())
@@ -406,18 +404,20 @@ def publish(
             conn, staging, target, columns, dataset.target.key, dataset.target.touch_column
         )
     ledger = sql.Identifier(config.ingest_schema, "loaded_files")
+    staged_rows = staged["staged_rows"]
     if dataset.target.mode == "append":  # a file (key + ETag) already loaded is not appended again
-        conn.execute(
+        staged_rows -= conn.execute(
             sql.SQL(
                 "DELETE FROM {s} WHERE {f} IN (SELECT file_key FROM {l} WHERE dataset = %s "
                 "AND (file_key, file_etag) IN (SELECT x->>'key', x->>'etag' FROM "
                 "jsonb_array_elements(%s::jsonb) x))"
             ).format(s=staging.ident, f=sql.Identifier(FILE_COLUMN), l=ledger),
             (dataset.name, json.dumps(staged["files"])),
-        )
+        ).rowcount
     superseded = 0
     if dataset.target.mode == "upsert" and staged["duplicate_keys"]:
         superseded = pg_load.dedupe(conn, staging, dataset.target.key)
+        staged_rows -= superseded
     replace_where = None
     if dataset.target.mode == "replace":
         replace_where = sql.SQL("{} = {}").format(
@@ -433,15 +433,19 @@ def publish(
         replace_where=replace_where,
         touch_column=dataset.target.touch_column,
         upsert_with="merge",
+        staged_rows=staged_rows,
     )
     counts.superseded = superseded
-    per_file = dict(
-        conn.execute(
-            sql.SQL("SELECT {f}, count(*) FROM {s} GROUP BY 1").format(
-                f=sql.Identifier(FILE_COLUMN), s=staging.ident
-            )
-        ).fetchall()
-    )
+    if len(staged["files"]) == 1:
+        per_file = {staged["files"][0]["key"]: counts.staged}
+    else:
+        per_file = dict(
+            conn.execute(
+                sql.SQL("SELECT {f}, count(*) FROM {s} GROUP BY 1").format(
+                    f=sql.Identifier(FILE_COLUMN), s=staging.ident
+                )
+            ).fetchall()
+        )
     for f in staged["files"]:
         conn.execute(
             sql.SQL(

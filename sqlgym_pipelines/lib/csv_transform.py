@@ -51,10 +51,13 @@ def convert(expr: pl.Expr, type_name: str, fmt: str | None = None) -> pl.Expr:
             pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
             .otherwise(None).cast(pl.Boolean)
         )  # fmt: skip
+    # cache=False: polars' per-value cache costs more than it saves (even on 365 distinct dates)
     if target == pl.Date:
-        return text.str.to_date(fmt or "%Y-%m-%d", strict=False)
+        return text.str.to_date(fmt or "%Y-%m-%d", strict=False, cache=False)
     if isinstance(target, pl.Datetime):
-        return text.str.to_datetime(fmt, strict=False, time_unit="us", time_zone=target.time_zone)
+        return text.str.to_datetime(
+            fmt, strict=False, time_unit="us", time_zone=target.time_zone, cache=False
+        )
     decimal = decimal_of(type_name)
     if decimal:  # no silent rounding: more fractional digits than the scale is a reject
         precision, scale = decimal
@@ -73,7 +76,7 @@ def timestamp_format(values: pl.Series) -> str | None:
     """The first of TIMESTAMP_FORMATS that reads every non-null value; None: infer per value."""
     text = values.str.strip_chars()
     for fmt in TIMESTAMP_FORMATS:
-        parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
+        parsed = text.str.to_datetime(fmt, strict=False, time_unit="us", cache=False)
         if parsed.null_count() == text.null_count():
             return fmt
     return None
@@ -89,7 +92,7 @@ def convert_any(expr: pl.Expr, current: pl.DataType, type_name: str) -> pl.Expr:
 class Step:
     column: str
     new: pl.Expr | None  # None: a check that leaves the value as it is
-    ok: pl.Expr
+    ok: pl.Expr | None  # None: the value was null or `new` made something of it
     reason: str
     name: str | None = None
 
@@ -102,19 +105,22 @@ class Batch:
         self.frame = frame
         self.rejects: list[pl.DataFrame] = []
 
-    def apply(
-        self, column: str, new: pl.Expr, ok: pl.Expr, reason: str, *, name: str | None = None
-    ):
-        """Set column (or name) to new where ok holds (or is null); reject the other rows."""
-        self.apply_all([Step(column, new, ok, reason, name)])
-
     def apply_all(self, steps: list["Step"]) -> None:
         """Independent steps evaluated together: a row is rejected once, with every failure."""
         if not steps:
             return
         news = [s.new.alias(f"__new{i}") for i, s in enumerate(steps) if s.new is not None]
-        oks = [s.ok.fill_null(True).alias(f"__ok{i}") for i, s in enumerate(steps)]
-        checked = self.frame.with_columns(*news, *oks)
+        oks = [
+            (
+                pl.col(s.column).is_null() | pl.col(f"__new{i}").is_not_null()
+                if s.ok is None
+                else s.ok
+            )
+            .fill_null(True)
+            .alias(f"__ok{i}")
+            for i, s in enumerate(steps)
+        ]  # a conversion's check reads its result: the conversion runs once, not twice
+        checked = self.frame.with_columns(*news).with_columns(*oks)
         failed = checked.select(
             pl.any_horizontal(~pl.col(f"__ok{i}") for i in range(len(steps))).any()
         ).item()
@@ -154,9 +160,8 @@ class Batch:
             if current == pl.Utf8
             else convert_any(pl.col(column), current, type_name)
         )
-        ok = pl.col(column).is_null() | new.is_not_null()
         shown = f"{type_name} with format {fmt!r}" if fmt else type_name
-        return Step(column, new, ok, f"not a valid {shown}", to)
+        return Step(column, new, None, f"not a valid {shown}", to)
 
     def rejects_frame(self) -> pl.DataFrame:
         if not self.rejects:

@@ -397,6 +397,7 @@ def merge(
     touch_column: str | None = None,
     batch_rows: int | None = None,
     upsert_with: str = "on_conflict",
+    staged_rows: int | None = None,
 ) -> MergeCounts:
     """Move staged rows into the target in the caller's transaction.
 
@@ -409,6 +410,7 @@ def merge(
     per-row index probes and speculative inserts when many keys exist) on Postgres 15+, and
     falls back to `INSERT ... ON CONFLICT` before 15, and when a concurrent writer inserts one
     of the new keys first (MERGE would fail on it where ON CONFLICT updates it).
+    staged_rows, when the caller knows it, saves counting the staging table.
     """
     if upsert_with not in UPSERT_STATEMENTS:
         raise ConfigError(
@@ -444,9 +446,11 @@ def merge(
         )
         counts.inserted += inserted
         counts.updated += updated
-    counts.staged = conn.execute(
-        sql.SQL("SELECT count(*) FROM {}").format(staging.ident)
-    ).fetchone()[0]
+    if staged_rows is None:
+        staged_rows = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(staging.ident)
+        ).fetchone()[0]
+    counts.staged = staged_rows
     counts.unchanged = counts.staged - counts.inserted - counts.updated
     return counts
 
