@@ -14,6 +14,8 @@ updates 25% and leaves 25% unchanged. Then times, median of K:
             CONFLICT (id) DO UPDATE ... WHERE IS DISTINCT FROM (what the pipeline's SQL does);
   pipeline  the dataset's job (csv_ingest_bench_job: stage -> blocking checks -> publish)
             executed by Dagster in a fresh process, whose peak RSS is read.
+One uncounted warm-up round of the three comes first; then the K rounds, each running the
+three in turn.
 Afterwards the published table is compared with the floor's copy: every value must match.
 """
 
@@ -270,31 +272,31 @@ def main() -> None:
             "DAGSTER_HOME", None
         )  # an ephemeral instance: the benchmark measures the load
 
-        floor_seconds(url, path)  # warm the cache and the WAL
-        floors = []
-        for _ in range(args.repeat):
-            floors.append(floor_seconds(url, path))
-            print(f"  floor {floors[-1]:.2f}s", flush=True)
-
-        upserts = []
-        for _ in range(args.repeat):
-            upserts.append(upsert_floor_seconds(url, path, preload))
-            print(f"  upsert floor {upserts[-1]:.2f}s", flush=True)
-
-        runs, peaks = [], []
-        for _ in range(args.repeat):
+        # One uncounted round first (a fresh cluster creates its WAL segments as it goes; a
+        # server in use recycles them), then the three measures interleaved, so that the
+        # machine's drift during the benchmark weighs on all of them alike.
+        floors, upserts, runs, peaks = [], [], [], []
+        for round_ in range(args.repeat + 1):
+            counted = round_ > 0
+            floor = floor_seconds(url, path)
+            upsert = upsert_floor_seconds(url, path, preload)
             restore_target(url, preload)
             run, peak = pipeline(child_env, args.timeout)
-            runs.append(run)
-            peaks.append(peak)
             staged, published = run["metadata"][STAGED], run["metadata"][PUBLISHED]
             print(
-                f"  pipeline {run['seconds']:.2f}s (stage {staged['duration_s']:.2f}s, publish "
-                f"{published['duration_s']:.2f}s; {published['inserted']:,} inserted, "
-                f"{published['updated']:,} updated, {published['unchanged']:,} unchanged), "
-                f"peak RSS {run['peak_rss_mb']:.0f} MB (parent's view {peak:.0f} MB)",
+                f"  {'round ' + str(round_) if counted else 'warm-up'}: floor {floor:.2f}s, "
+                f"upsert floor {upsert:.2f}s, pipeline {run['seconds']:.2f}s (stage "
+                f"{staged['duration_s']:.2f}s, publish {published['duration_s']:.2f}s; "
+                f"{published['inserted']:,} inserted, {published['updated']:,} updated, "
+                f"{published['unchanged']:,} unchanged), peak RSS {run['peak_rss_mb']:.0f} MB "
+                f"(parent's view {peak:.0f} MB)",
                 flush=True,
             )
+            if counted:
+                floors.append(floor)
+                upserts.append(upsert)
+                runs.append(run)
+                peaks.append(peak)
         verified = check_published(url, args.rows)
 
         seconds = statistics.median(r["seconds"] for r in runs)

@@ -104,6 +104,7 @@ def stage(
     arrow_schema = pl.DataFrame(schema=output).to_arrow().schema
     arrow_schema = arrow_schema.append(pa.field(FILE_COLUMN, pa.string()))
     arrow_schema = arrow_schema.append(pa.field(LINE_COLUMN, pa.int64()))
+    arrow_schema = arrow_schema.append(pa.field(pg_load.ROW_COLUMN, pa.int64()))
     ensure_bookkeeping(conn, config)
     rejects = TableRef(config.ingest_schema, "rejects")
     conn.execute(
@@ -158,7 +159,8 @@ def _stage_file(conn, s3_client, dataset, day, run_id, file, result, rejects, re
         # memory, up to REJECT_BUFFER_BYTES, for the COPY to end (one COPY at a time).
         held: list[pl.DataFrame] = []
         with pg_load.ArrowCopy(conn, result.staging, freeze=True) as staging:
-            processed = _processed(prefetch(batches, 1), dataset, day, file, run_id)
+            first_row = result.staged_rows + 1  # the file's rows follow the previous files'
+            processed = _processed(prefetch(batches, 1), dataset, day, file, run_id, first_row)
             for good, bad, read in prefetch(processed, 1):
                 result.staged_rows += staging.write(good)
                 if bad.height:
@@ -199,13 +201,19 @@ def _decompressed(body, key: str):
     return body
 
 
-def _processed(batches, dataset: Dataset, day, file: S3File, run_id: str):
-    """(good rows as Arrow, rejects, records read) per batch."""
+def _processed(batches, dataset: Dataset, day, file: S3File, run_id: str, first_row: int):
+    """(good rows as Arrow, rejects, records read) per batch; good rows numbered from first_row
+    in arrival order (ROW_COLUMN: numbered here, not by a sequence in the server's COPY)."""
+    row = first_row
     for batch in batches:
         processed = process(dataset, batch.frame, day)
+        n = processed.frame.height
         good = processed.frame.with_columns(
-            pl.lit(file.key).alias(FILE_COLUMN), pl.col(LINE).alias(LINE_COLUMN)
+            pl.lit(file.key).alias(FILE_COLUMN),
+            pl.col(LINE).alias(LINE_COLUMN),
+            pl.int_range(row, row + n, dtype=pl.Int64).alias(pg_load.ROW_COLUMN),
         ).drop(LINE)
+        row += n
         bad = _reject_rows(processed, batch.bad_rows, dataset, day, file, run_id)
         yield good.to_arrow(), bad, batch.frame.height + len(batch.bad_rows)
 

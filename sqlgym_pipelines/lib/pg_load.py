@@ -124,9 +124,10 @@ def create_table(
 
 
 def create_staging(conn: psycopg.Connection, ref: TableRef, schema: pa.Schema) -> None:
-    """A fresh UNLOGGED staging table (dropped first) with the arrival-order column."""
+    """A fresh UNLOGGED staging table (dropped first), with the arrival-order column unless the
+    schema brings its own ROW_COLUMN (numbered by the writer: no sequence call per row)."""
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ref.ident))
-    create_table(conn, ref, schema, unlogged=True, with_row_column=True)
+    create_table(conn, ref, schema, unlogged=True, with_row_column=ROW_COLUMN not in schema.names)
 
 
 def copy_arrow(

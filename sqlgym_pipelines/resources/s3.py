@@ -1,19 +1,26 @@
 """S3: dagster-aws's S3Resource (boto3) plus a pyarrow S3 filesystem built from the same settings."""
 
+from typing import Any
 from urllib.parse import urlparse
 
 import dagster_aws.s3
 import pyarrow.fs
+from pydantic import PrivateAttr
 
 
 class S3Resource(dagster_aws.s3.S3Resource):
     """boto3 client via get_client(); pyarrow_filesystem() for Parquet I/O; endpoint_url for moto."""
 
-    def get_object_to_set_on_execution_context(self) -> "S3Resource":
-        # dagster-aws builds a boto3 client here, for every step that requires the resource,
-        # before the step runs (~0.2 s of loading botocore's models), and the step then builds
-        # its own with get_client(). context.resources.s3 is this resource instead.
-        return self
+    _client: Any = PrivateAttr(default=None)
+
+    def get_client(self) -> Any:
+        """One boto3 client per resource (clients are thread-safe): dagster-aws builds one for
+        context.resources.s3 when a step starts (~0.1-0.2 s of loading botocore's models) and
+        the step's own get_client() used to build a second. Two threads asking at once may
+        both build one: harmless."""
+        if self._client is None:
+            self._client = super().get_client()
+        return self._client
 
     def pyarrow_filesystem(self) -> pyarrow.fs.S3FileSystem:
         kwargs: dict = {"region": self.region_name or "us-east-1"}
