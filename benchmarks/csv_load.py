@@ -83,8 +83,9 @@ d = defs()
 job = d.get_job_def(sys.argv[1])
 load_seconds = time.perf_counter() - started
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Dagster + definitions
+instance = dg.DagsterInstance.ephemeral()  # the deployment's instance exists before a run
 start = time.perf_counter()
-result = job.execute_in_process(partition_key=sys.argv[2], instance=dg.DagsterInstance.ephemeral())
+result = job.execute_in_process(partition_key=sys.argv[2], instance=instance)
 seconds = time.perf_counter() - start
 metadata = {}
 for event in result.get_asset_materialization_events():
