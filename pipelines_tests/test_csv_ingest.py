@@ -123,6 +123,25 @@ def test_quarantine_holds_line_column_reason_value_and_record(pg_db, s3, s3_buck
     assert rows(pg_db, "SELECT id FROM shop.items ORDER BY id") == [(1,), (5,)]
 
 
+def test_rejects_flushed_mid_file_keep_every_row_and_line(pg_db, s3, s3_bucket, monkeypatch):
+    """Rejects held past REJECT_BUFFER_BYTES end the file's COPY, go to the quarantine, and the
+    next batch reopens the COPY: every good row is staged once, in order, every reject kept."""
+    monkeypatch.setattr(csv_ingest, "REJECT_BUFFER_BYTES", 1)  # flush after every bad batch
+    cfg = config(s3_bucket, max_reject_ratio=0.5, block_size_bytes=1 << 16)
+    lines = [f"{i},{'x' * 40},{'bad' if i % 7 == 0 else i}" for i in range(1, 20_001)]
+    put(s3, s3_bucket, "in/2026-01-15.csv", "id,name,amount\n" + "\n".join(lines) + "\n")
+    staged, _, counts = ingest(pg_db, s3, cfg)
+    bad = [i for i in range(1, 20_001) if i % 7 == 0]
+    assert (staged.rows_read, staged.rejected_rows) == (20_000, len(bad))
+    assert counts.inserted == staged.staged_rows == 20_000 - len(bad)
+    assert rows(pg_db, "SELECT count(*), sum(id) FROM shop.items") == [
+        (20_000 - len(bad), sum(range(1, 20_001)) - sum(bad))
+    ]
+    assert rows(pg_db, "SELECT line FROM sqlgym_csv.rejects ORDER BY line") == [
+        (i + 1,) for i in bad
+    ]  # the header is line 1
+
+
 def test_a_file_over_the_reject_ratio_loads_nothing(pg_db, s3, s3_bucket):
     cfg = config(s3_bucket, max_reject_ratio=0.2)
     put(s3, s3_bucket, "in/2026-01-15.csv", "id,name,amount\n1,a,1\n2,b,x\n3,c,y\n4,d,4\n")

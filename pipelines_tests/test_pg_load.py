@@ -1083,3 +1083,14 @@ def test_deleting_absent_keys_stays_linear_when_statistics_are_stale(pg_db):
     assert "Anti Join" not in plan and "SetOp" in plan, plan
     assert deleted == 10_000
     assert _rows(pg_db, "SELECT count(*) FROM t WHERE day = '2024-03-01'") == [(10_000,)]
+
+
+def test_a_load_raises_work_mem_for_its_transaction_only_and_never_lowers_it(pg_db):
+    with pg.connection(pg_db) as conn:
+        pg_load.raise_work_mem(conn, "64MB")
+        assert conn.execute("SHOW work_mem").fetchone()[0] == "64MB"
+        conn.commit()
+        assert conn.execute("SHOW work_mem").fetchone()[0] == "4MB"  # the server's default
+        conn.execute("SET work_mem = '1GB'")  # a session the DBA tuned higher keeps its own
+        pg_load.raise_work_mem(conn, "64MB")
+        assert conn.execute("SHOW work_mem").fetchone()[0] == "1GB"

@@ -128,6 +128,7 @@ def stage(
         (dataset.name, day),
     ).fetchone()[0]
     if dataset.target.key:  # counted once here; the checks and publish read the number
+        pg_load.raise_work_mem(conn)  # the count sorts every staged key
         result.duplicate_keys = _duplicate_keys(conn, result.staging, dataset.target.key)
     result.reasons = dict(reasons.most_common())
     _record_manifest(conn, config, result, run_id)
