@@ -496,15 +496,12 @@ def _merge_upsert(conn, staging, target, columns, types, key, touch_column, rows
         on=sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in key),
     )
     if values:
-        sets = [sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in values]
-        if touch_column and touch_column in types and touch_column not in columns:
-            sets.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
         stmt += sql.SQL(
             " WHEN MATCHED AND ({old}) IS DISTINCT FROM ({new}) THEN UPDATE SET {sets}"
         ).format(
-            old=sql.SQL(", ").join(_comparable(sql.Identifier("t", c), types[c]) for c in values),
-            new=sql.SQL(", ").join(_comparable(sql.Identifier("s", c), types[c]) for c in values),
-            sets=sql.SQL(", ").join(sets),
+            old=_compared("t", values, types),
+            new=_compared("s", values, types),
+            sets=_assignments("s", values, types, columns, touch_column),
         )
     stmt += sql.SQL(" WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({new})").format(
         cols=_idents(columns),
@@ -563,6 +560,19 @@ def _comparable(value: sql.Composable, type_name: str) -> sql.Composable:
     return sql.SQL("({})::{}").format(value, sql.SQL(as_type))
 
 
+def _compared(alias: str, values: Sequence[str], types: dict[str, str]) -> sql.Composable:
+    """The value columns of `alias` as the unchanged-row check compares them."""
+    return sql.SQL(", ").join(_comparable(sql.Identifier(alias, c), types[c]) for c in values)
+
+
+def _assignments(alias, values, types, columns, touch_column) -> sql.Composable:
+    """SET each value column from `alias`; touch_column (not loaded, in the target) = now()."""
+    sets = [sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier(alias, c)) for c in values]
+    if touch_column and touch_column in types and touch_column not in columns:
+        sets.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
+    return sql.SQL(", ").join(sets)
+
+
 def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows):
     cols = _idents(columns)
     select = sql.SQL(", ").join(
@@ -585,9 +595,7 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
                     )
                     for c in key
                 ),
-                old=sql.SQL(", ").join(
-                    _comparable(sql.Identifier("cur", c), types[c]) for c in values
-                ),
+                old=_compared("cur", values, types),
                 new=sql.SQL(", ").join(
                     _comparable(
                         sql.SQL("s.{}::{}").format(sql.Identifier(c), sql.SQL(types[c])), types[c]
@@ -595,20 +603,13 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
                     for c in values
                 ),
             )
-            sets = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in values]
-            if touch_column and touch_column in types and touch_column not in columns:
-                sets.append(sql.SQL("{} = now()").format(sql.Identifier(touch_column)))
             stmt += sql.SQL(
                 " ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new})"
             ).format(
                 k=_idents(key),
-                sets=sql.SQL(", ").join(sets),
-                old=sql.SQL(", ").join(
-                    _comparable(sql.Identifier("t", c), types[c]) for c in values
-                ),
-                new=sql.SQL(", ").join(
-                    _comparable(sql.Identifier("excluded", c), types[c]) for c in values
-                ),
+                sets=_assignments("excluded", values, types, columns, touch_column),
+                old=_compared("t", values, types),
+                new=_compared("excluded", values, types),
             )
         else:
             stmt += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(_idents(key))
