@@ -1094,3 +1094,16 @@ def test_a_load_raises_work_mem_for_its_transaction_only_and_never_lowers_it(pg_
         conn.execute("SET work_mem = '1GB'")  # a session the DBA tuned higher keeps its own
         pg_load.raise_work_mem(conn, "64MB")
         assert conn.execute("SHOW work_mem").fetchone()[0] == "1GB"
+
+
+def test_upsert_counts_hold_on_a_server_that_keeps_no_write_counters(pg_db, upsert_with):
+    """track_counts off (no pg_stat_get_xact_* counts): ON CONFLICT counts what it returns."""
+    _seed_items(pg_db, [1, 2])
+    data = _items([1, 2, 3], ["n1", "changed", "new"])
+    with pg.connection(pg_db) as conn:
+        conn.execute("SET track_counts = off")
+        counts = load_arrow(conn, ITEMS, data, mode="upsert", key=["id"], upsert_with=upsert_with)
+    assert counts == MergeCounts(staged=3, inserted=1, updated=1, unchanged=1)
+    assert _rows(pg_db, "SELECT id, name FROM items ORDER BY id") == [
+        (1, "n1"), (2, "changed"), (3, "new")
+    ]  # fmt: skip

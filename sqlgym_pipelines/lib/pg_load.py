@@ -472,7 +472,10 @@ def raise_work_mem(conn: psycopg.Connection, size: str = WORK_MEM) -> None:
 
 
 def _insert_or_merge(conn, staging, target, columns, types, mode, key, touch_column, rows):
-    """MERGE in a savepoint; if a concurrent writer inserted a new key first, ON CONFLICT."""
+    """MERGE in a savepoint; if a concurrent writer inserted a new key first, ON CONFLICT (and
+    ON CONFLICT only where the server keeps no write counters, which MERGE's counts read)."""
+    if not _counts_tracked(conn):
+        return _insert(conn, staging, target, columns, types, mode, key, touch_column, rows)
     try:
         with conn.transaction():
             return _merge_upsert(conn, staging, target, columns, types, key, touch_column, rows)
@@ -512,7 +515,17 @@ def _merge_upsert(conn, staging, target, columns, types, key, touch_column, rows
 
 def _counted(conn, staging, target, stmt, rows, *, merging: bool = False) -> tuple[int, int]:
     """Run an upsert; (inserted, updated) from the transaction's write counters: MERGE has no
-    RETURNING before Postgres 17, and a partitioned target has no xmax to tell them apart."""
+    RETURNING before Postgres 17, and a partitioned target has no xmax to tell them apart.
+    Where the server keeps no counters (track_counts off), ON CONFLICT returns xmax = 0."""
+    if not merging and not _counts_tracked(conn):
+        returned = sql.SQL(
+            "WITH merged AS ({} RETURNING (xmax = 0) AS inserted) SELECT "
+            "count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+        ).format(stmt)
+        try:
+            return conn.execute(returned, rows).fetchone()
+        except psycopg.Error as exc:
+            raise QueryFailed(f"loading {staging} into {target} failed: {_reason(exc)}") from exc
     before = _writes(conn, target)
     try:
         total = conn.execute(stmt, rows).rowcount
@@ -523,6 +536,10 @@ def _counted(conn, staging, target, stmt, rows, *, merging: bool = False) -> tup
     inserted, _, deleted = (a - b for a, b in zip(_writes(conn, target), before, strict=True))
     inserted = min(max(inserted - deleted, 0), total)  # an update moving partitions: -1 +1
     return inserted, total - inserted
+
+
+def _counts_tracked(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT current_setting('track_counts')::boolean").fetchone()[0]
 
 
 def _writes(conn: psycopg.Connection, target: TableRef) -> tuple[int, int, int]:
