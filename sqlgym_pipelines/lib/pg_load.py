@@ -404,19 +404,23 @@ def merge(
     batch_rows: int | None = None,
     upsert_with: str = "on_conflict",
     staged_rows: int | None = None,
+    only_changes: bool = False,
 ) -> MergeCounts:
     """Move staged rows into the target in the caller's transaction.
 
     append: insert every staged row. upsert: insert new keys, update existing keys whose values
     differ (touch_column, e.g. updated_at, is set to now() only then), leave equal rows alone.
     replace: delete the target rows matching replace_where, then insert. Staged keys must be
-    unique for upsert (see dedupe). batch_rows splits the insert by arrival order.
+    unique for upsert (see dedupe). batch_rows splits the insert into statements of about that
+    many rows (whole pages of the staging table: at least one page a statement).
 
     upsert_with="merge" upserts with one MERGE (a hash join: ~1.5x faster than ON CONFLICT's
     per-row index probes and speculative inserts when many keys exist) on Postgres 15+, and
     falls back to `INSERT ... ON CONFLICT` before 15, and when a concurrent writer inserts one
     of the new keys first (MERGE would fail on it where ON CONFLICT updates it).
-    staged_rows, when the caller knows it, saves counting the staging table.
+    staged_rows, when the caller knows it, saves counting the staging table. only_changes says
+    the staged rows are known to be new or changed (see stage_changes): ON CONFLICT then skips
+    its probe for rows equal to the target's.
     """
     if upsert_with not in UPSERT_STATEMENTS:
         raise ConfigError(
@@ -435,28 +439,18 @@ def merge(
         counts.deleted = conn.execute(
             sql.SQL("DELETE FROM {} WHERE ").format(target.ident) + replace_where
         ).rowcount
-    ranges: list[tuple[int, int] | None] = [None]  # None: every staged row in one statement
-    if batch_rows:
-        low, high = conn.execute(
-            sql.SQL("SELECT min({r}), max({r}) FROM {s}").format(
-                r=sql.Identifier(ROW_COLUMN), s=staging.ident
-            )
-        ).fetchone()
-        ranges = [] if low is None else [
-            (start, start + batch_rows) for start in range(low, high + 1, batch_rows)
-        ]  # fmt: skip
-    use_merge = mode == "upsert" and upsert_with == "merge" and conn.info.server_version >= 150000
-    load = _insert_or_merge if use_merge else _insert
-    for rows in ranges:
-        inserted, updated = load(
-            conn, staging, target, columns, types, mode, key, touch_column, rows
-        )
-        counts.inserted += inserted
-        counts.updated += updated
     if staged_rows is None:
         staged_rows = conn.execute(
             sql.SQL("SELECT count(*) FROM {}").format(staging.ident)
         ).fetchone()[0]
+    use_merge = mode == "upsert" and upsert_with == "merge" and conn.info.server_version >= 150000
+    load = _insert_or_merge if use_merge else _insert
+    for pages in _page_ranges(conn, staging, staged_rows, batch_rows):
+        inserted, updated = load(
+            conn, staging, target, columns, types, mode, key, touch_column, pages, only_changes
+        )
+        counts.inserted += inserted
+        counts.updated += updated
     counts.staged = staged_rows
     counts.unchanged = counts.staged - counts.inserted - counts.updated
     return counts
@@ -471,16 +465,16 @@ def raise_work_mem(conn: psycopg.Connection, size: str = WORK_MEM) -> None:
     )
 
 
-def _insert_or_merge(conn, staging, target, columns, types, mode, key, touch_column, rows):
+def _insert_or_merge(conn, staging, target, columns, types, mode, key, touch_column, rows, only):
     """MERGE in a savepoint; if a concurrent writer inserted a new key first, ON CONFLICT (and
     ON CONFLICT only where the server keeps no write counters, which MERGE's counts read)."""
     if not _counts_tracked(conn):
-        return _insert(conn, staging, target, columns, types, mode, key, touch_column, rows)
+        return _insert(conn, staging, target, columns, types, mode, key, touch_column, rows, only)
     try:
         with conn.transaction():
             return _merge_upsert(conn, staging, target, columns, types, key, touch_column, rows)
     except psycopg.errors.UniqueViolation:
-        return _insert(conn, staging, target, columns, types, mode, key, touch_column, rows)
+        return _insert(conn, staging, target, columns, types, mode, key, touch_column, rows, only)
 
 
 def _merge_upsert(conn, staging, target, columns, types, key, touch_column, rows):
@@ -555,11 +549,29 @@ def _writes(conn: psycopg.Connection, target: TableRef) -> tuple[int, int, int]:
     ).fetchone()
 
 
-def _in_range(rows: tuple[int, int] | None) -> sql.Composable:
-    """The staged rows of one batch (by arrival order), with its parameters; all if None."""
-    if rows is None:
+def _page_ranges(
+    conn: psycopg.Connection, staging: TableRef, rows: int, batch_rows: int | None
+) -> list[tuple[str, str] | None]:
+    """The staging table split into batches of about batch_rows rows, as ranges of its pages
+    (ctid bounds: a TID range scan reads only its pages, where a range of ROW_COLUMN values
+    read the whole table once per batch); [None], one statement for all rows, without."""
+    if not batch_rows:
+        return [None]
+    pages = conn.execute(
+        "SELECT pg_relation_size(to_regclass(%s)) / current_setting('block_size')::int",
+        (staging.ident.as_string(conn),),
+    ).fetchone()[0]
+    if not rows or not pages:
+        return []
+    step = max(1, batch_rows * pages // rows)
+    return [(f"({start},0)", f"({start + step},0)") for start in range(0, pages, step)]
+
+
+def _in_range(pages: tuple[str, str] | None) -> sql.Composable:
+    """The staged rows of one batch (a range of the staging table's pages); all if None."""
+    if pages is None:
         return sql.SQL("")
-    return sql.SQL(" WHERE s.{r} >= %s AND s.{r} < %s").format(r=sql.Identifier(ROW_COLUMN))
+    return sql.SQL(" WHERE s.ctid >= %s::tid AND s.ctid < %s::tid")
 
 
 # Types without an equality operator, compared as a type that has one (unchanged-row check).
@@ -590,7 +602,7 @@ def _assignments(alias, values, types, columns, touch_column) -> sql.Composable:
     return sql.SQL(", ").join(sets)
 
 
-def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows):
+def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows, only_changes):
     cols = _idents(columns)
     select = sql.SQL(", ").join(
         sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns
@@ -600,7 +612,7 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
     )
     if mode == "upsert":
         values = [c for c in columns if c not in key]
-        if values:
+        if values and not only_changes:
             # rows equal to the target's never reach ON CONFLICT, which would lock and log them
             stmt += sql.SQL(" AND " if rows else " WHERE ") + sql.SQL(
                 "NOT EXISTS (SELECT 1 FROM {t} cur WHERE {keys} AND ({old}) IS NOT DISTINCT FROM ({new}))"
@@ -620,6 +632,7 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
                     for c in values
                 ),
             )
+        if values:
             stmt += sql.SQL(
                 " ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new})"
             ).format(
@@ -655,9 +668,18 @@ def load_arrow(
     """Stage Arrow data in a temp table and merge it into the target (caller's transaction).
 
     partition_where names the target rows this load owns (e.g. one business_date). For an
-    upsert, an empty partition is filled with a plain INSERT (no conflict checks); with
-    delete_missing, the partition's rows whose key is not in the data are deleted (a sync).
+    upsert it lets the load skip work: into an empty partition the rows are copied straight
+    into the target (or inserted without conflict checks where COPY cannot write the target's
+    types); into a filled one, one hash join against the partition's rows leaves only the new
+    and changed rows for the upsert. With delete_missing, the partition's rows whose key is
+    not in the data are deleted (a sync). A pa.Table's duplicate keys are resolved here (the
+    last row of a key wins), other inputs' in the staging table.
     """
+    superseded, deduped = 0, False
+    if mode == "upsert" and isinstance(data, pa.Table):
+        data, dropped = deduplicated(data, key)
+        if dropped is not None:
+            superseded, deduped = dropped, True
     batches = iter([data] if isinstance(data, pa.Table) else data)
     first = next(batches, None)
     if first is None:
@@ -665,6 +687,19 @@ def load_arrow(
     # Before staging anything: a clear error, not a COPY of every row then a raw SQL error from
     # dedupe (an upsert without key columns) or merge.
     check_target(conn, target, first.schema.names, key, mode)
+    if delete_missing and (partition_where is None or not key):
+        raise ConfigError(f"delete_missing into {target} needs partition_where and key")
+    owned = None  # the partition's rows before the load (None: not counted)
+    if mode == "upsert" and partition_where is not None:
+        owned = _partition_rows(conn, target, partition_where, exact=delete_missing)
+        # into an empty partition, straight into the target where COPY writes its types as
+        # they are (nothing is cast otherwise than the staged INSERT would)
+        if owned == 0 and deduped and _binary_encoder(conn, target, data.schema) is not None:
+            if _unless_conflict(lambda: copy_arrow(conn, target, data, binary=True), conn):
+                return MergeCounts(
+                    staged=data.num_rows, superseded=superseded, inserted=data.num_rows
+                )
+            owned = None  # a key of the data exists outside the partition: upsert
     staging = TableRef("pg_temp", f"_stage_{target.name}"[:63])
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging.ident))
     conn.execute(
@@ -677,35 +712,156 @@ def load_arrow(
             sql.Identifier(ROW_COLUMN),
         )
     )
-    copy_arrow(conn, staging, _chain(first, batches))
-    superseded = dedupe(conn, staging, key) if mode == "upsert" else 0
-    merge_mode = mode
-    if (
-        mode == "upsert"
-        and partition_where is not None
-        and not _any_row(conn, target, partition_where)
-    ):
-        merge_mode = "append"  # nothing to conflict with: skip the per-row conflict checks
-    counts = merge(
-        conn,
-        staging,
-        target,
-        columns=first.schema.names,
-        mode=merge_mode,
-        key=key,
-        replace_where=replace_where,
-        touch_column=touch_column,
-        batch_rows=batch_rows,
-        upsert_with=upsert_with,
-    )
+    staged = copy_arrow(conn, staging, _chain(first, batches))
+    if mode == "upsert" and not deduped:
+        superseded = dedupe(conn, staging, key)
+        staged -= superseded
+    options = dict(
+        columns=first.schema.names, key=key, replace_where=replace_where,
+        touch_column=touch_column, batch_rows=batch_rows, upsert_with=upsert_with,
+    )  # fmt: skip
+    values = [c for c in first.schema.names if c not in key]
+    counts = None
+    if owned == 0:  # nothing to conflict with: skip the per-row conflict checks, unless a key
+        # of the data exists outside the partition (then the upsert below)
+        counts = _unless_conflict(
+            lambda: merge(conn, staging, target, mode="append", staged_rows=staged, **options),
+            conn,
+        )
+    if counts is not None:
+        pass
+    elif owned and values:
+        changes = TableRef("pg_temp", f"_changes_{target.name}"[:63])
+        rows, new = stage_changes(
+            conn, staging, changes, target, first.schema.names, key, partition_where
+        )
+        counts = merge(
+            conn, changes, target, mode=mode, staged_rows=rows, only_changes=True, **options
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(changes.ident))
+        counts.staged = staged
+        counts.unchanged = staged - counts.inserted - counts.updated
+        if delete_missing and owned > staged - new:  # some of its rows matched no staged row
+            counts.deleted = delete_absent(conn, staging, target, key, partition_where)
+    else:
+        counts = merge(conn, staging, target, mode=mode, staged_rows=staged, **options)
+        if delete_missing:
+            counts.deleted = delete_absent(conn, staging, target, key, partition_where)
     counts.superseded = superseded
-    if delete_missing:
-        if partition_where is None or not key:
-            raise ConfigError(f"delete_missing into {target} needs partition_where and key")
-        if merge_mode == mode:  # an upsert into an empty partition: nothing the data lacks
-            counts.deleted += delete_absent(conn, staging, target, key, partition_where)
     conn.execute(sql.SQL("DROP TABLE {}").format(staging.ident))
     return counts
+
+
+# Key types whose equal values are equal in Arrow's hash grouping and in Postgres alike.
+_GROUPABLE = (
+    pa.types.is_integer, pa.types.is_string, pa.types.is_large_string, pa.types.is_date,
+    pa.types.is_timestamp, pa.types.is_decimal, pa.types.is_boolean, pa.types.is_time,
+    pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary,
+)  # fmt: skip
+
+
+def deduplicated(table: pa.Table, key: Sequence[str]) -> tuple[pa.Table, int | None]:
+    """The table without rows superseded by a later row with the same key (NULLs alike), in
+    arrival order, and how many were dropped; (table, None), left to dedupe in the server, if
+    there is no key, a key column is missing, or its type is one whose equality Arrow and
+    Postgres may not agree on (floats: -0.0 = 0.0)."""
+    fields = {f.name: f.type for f in table.schema}
+    if not key or any(
+        k not in fields or not any(test(fields[k]) for test in _GROUPABLE) for k in key
+    ):
+        return table, None
+    position = "__sqlgym_position"
+    numbered = pa.table({**{k: table.column(k) for k in key}, position: pa.array(
+        range(table.num_rows), pa.int64()
+    )})  # fmt: skip
+    last = numbered.group_by(list(key), use_threads=False).aggregate([(position, "max")])
+    if last.num_rows == table.num_rows:
+        return table, 0
+    kept = pc.sort_indices(last.column(f"{position}_max"))
+    return table.take(pc.take(last.column(f"{position}_max"), kept)), table.num_rows - last.num_rows
+
+
+def _partition_rows(
+    conn: psycopg.Connection, target: TableRef, where: sql.Composable, *, exact: bool
+) -> int:
+    """The target's rows in the partition (exact), or 1/0 for whether it has any."""
+    inner = sql.SQL("SELECT count(*) FROM {} t WHERE {}" if exact else
+                    "SELECT count(*) FROM (SELECT 1 FROM {} t WHERE {} LIMIT 1) one")  # fmt: skip
+    return conn.execute(inner.format(target.ident, where)).fetchone()[0]
+
+
+def _unless_conflict(write, conn: psycopg.Connection):
+    """write()'s result, or None, with nothing written, if it failed on a unique violation."""
+    try:
+        with conn.transaction():
+            return write()
+    except QueryFailed as exc:
+        if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+            return None
+        raise
+
+
+def stage_changes(
+    conn: psycopg.Connection,
+    staging: TableRef,
+    changes: TableRef,
+    target: TableRef,
+    columns: Sequence[str],
+    key: Sequence[str],
+    partition_where: sql.Composable,
+) -> tuple[int, int]:
+    """CREATE TEMP TABLE changes with the staged rows (in the target's types) that the
+    partition lacks or holds with other values: one hash join of the staged rows with the
+    partition's, where ON CONFLICT would probe, lock and log every row, equal ones included.
+    Returns (rows in changes, of them rows the partition lacks)."""
+    types = target_columns(conn, target, typmod=False)
+    values = [c for c in columns if c not in key]
+    staged = sql.SQL(", ").join(
+        sql.SQL("s.{c}::{ty} AS {c}").format(c=sql.Identifier(c), ty=sql.SQL(types[c]))
+        for c in columns
+    )
+    new = sql.SQL(", ").join(
+        _comparable(sql.SQL("s.{}::{}").format(sql.Identifier(c), sql.SQL(types[c])), types[c])
+        for c in values
+    )
+    stmt = sql.SQL(
+        "CREATE TEMP TABLE {changes} AS SELECT {staged}, t.{hit} IS NOT NULL AS {hit} "
+        "FROM {s} s LEFT JOIN (SELECT true AS {hit}, {cols} FROM {t} WHERE {where}) t ON {on} "
+        "WHERE t.{hit} IS NULL OR ({old}) IS DISTINCT FROM ({new})"
+    ).format(
+        changes=sql.Identifier(changes.name),
+        staged=staged,
+        hit=sql.Identifier(_MATCHED),
+        s=staging.ident,
+        cols=_idents([*key, *values]),
+        t=target.ident,
+        where=partition_where,
+        on=sql.SQL(" AND ").join(
+            sql.SQL("t.{c} = s.{c}::{ty}").format(c=sql.Identifier(c), ty=sql.SQL(types[c]))
+            for c in key
+        ),
+        old=_compared("t", values, types),
+        new=new,
+    )
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(changes.ident))
+    # A hash join whatever the estimates: the target's statistics often predate the partition
+    # (a new day estimated at one row), and a nested loop over it is quadratic.
+    nestloop = conn.execute("SELECT current_setting('enable_nestloop')").fetchone()[0]
+    conn.execute("SELECT set_config('enable_nestloop', 'off', true)")
+    try:
+        rows = conn.execute(stmt).rowcount
+    except psycopg.Error as exc:
+        raise QueryFailed(f"comparing {staging} with {target} failed: {_reason(exc)}") from exc
+    conn.execute("SELECT set_config('enable_nestloop', %s, true)", (nestloop,))
+    new = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE NOT {}").format(
+            changes.ident, sql.Identifier(_MATCHED)
+        )
+    ).fetchone()[0]
+    return rows, new
+
+
+_MATCHED = "_sqlgym_matched"
 
 
 def delete_absent(
