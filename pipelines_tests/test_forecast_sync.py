@@ -6,7 +6,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from sqlgym_pipelines.lib import forecast_plan, forecast_sync, pg
+from sqlgym_pipelines.lib import forecast_athena, forecast_plan, forecast_sync, pg
 from sqlgym_pipelines.lib.errors import ConfigError
 from sqlgym_pipelines.lib.s3_files import S3File
 
@@ -144,3 +144,24 @@ def test_bucket_name_follows_the_seed(monkeypatch):
     assert forecast_plan.datalake_bucket("production") == "acme-datalake-production-35315550"
     monkeypatch.setenv("SQLGYM_DATALAKE_BUCKET", "explicit")
     assert forecast_plan.datalake_bucket("dev") == "explicit"
+
+
+def test_each_day_rows_hands_a_failed_read_to_the_caller_with_its_day():
+    """The asset reads the next day in a background thread: a read's error must come back as
+    an item naming its day (recorded against it), and nothing is read after it."""
+
+    class Athena:  # the outermost edge: a service whose third query fails
+        asked: list = []
+
+        def query(self, sql, params):
+            self.asked.append(params[0])
+            if len(self.asked) == 3:
+                raise TimeoutError("Athena query timed out")
+            return pa.table({"business_date": pa.array(params, pa.date32())})
+
+    days = [dt.date(2026, 2, d) for d in range(1, 6)]
+    got = list(forecast_athena.each_day_rows(Athena(), days))
+    assert [(d, r is not None, type(e).__name__) for d, r, e in got] == [
+        (days[0], True, "NoneType"), (days[1], True, "NoneType"), (days[2], False, "TimeoutError")
+    ]  # fmt: skip
+    assert Athena.asked == days[:3]

@@ -3,6 +3,7 @@ the sync reads, created on either engine (AWS Athena runs the DDL; the local Duc
 registers the same files), and the per-day queries."""
 
 import datetime as dt
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,6 +56,20 @@ def day_rows(athena, day: dt.date, view: str = VIEW) -> pa.Table:
     columns = ", ".join(_ident(c, "trino") for c in COLUMNS)
     sql = f"SELECT {columns} FROM {_ident(view, 'trino')} WHERE business_date = ?"  # noqa: S608
     return athena.query(sql, [day])
+
+
+def each_day_rows(
+    athena, days: Iterable[dt.date], view: str = VIEW
+) -> Iterator[tuple[dt.date, pa.Table | None, Exception | None]]:
+    """(day, rows, None) for each day in turn; (day, None, error) for a read that failed, the
+    last item: the caller records the failure against its day."""
+    for day in days:
+        try:
+            rows = day_rows(athena, day, view)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            yield day, None, exc
+            return
+        yield day, rows, None
 
 
 def day_counts(athena, days: list[dt.date], view: str = VIEW) -> dict[dt.date, int]:

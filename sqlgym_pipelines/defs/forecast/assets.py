@@ -1,6 +1,7 @@
 """Forecast sync (seed 002): the forecast files in S3, the Athena view over them, and
 `forecast_data` in the git branch's Neon branch, by business_date."""
 
+import contextlib
 import os
 import time
 
@@ -13,6 +14,7 @@ from sqlgym_pipelines.defs.run_helpers import failing_fast
 from sqlgym_pipelines.lib import forecast_athena, forecast_sync, pg
 from sqlgym_pipelines.lib.errors import ConfigError, QueryFailed
 from sqlgym_pipelines.lib.forecast_plan import PREFIX, datalake_bucket
+from sqlgym_pipelines.lib.prefetch import prefetch
 from sqlgym_pipelines.resources.athena import AthenaResource
 from sqlgym_pipelines.resources.neon import NeonResource
 
@@ -143,24 +145,29 @@ def _sync_days(context, config: ForecastSyncConfig, athena, url: str) -> dict[st
     totals = {"days": 0, "source_rows": 0, "inserted": 0, "updated": 0, "unchanged": 0,
               "deleted": 0}  # fmt: skip
     size = config.batch_size or batch_size()
-    for day in days_of(context):
-        started = time.monotonic()
-        try:
-            rows = forecast_athena.day_rows(athena, day)
-            with pg.connection(url) as conn:
-                counts = forecast_sync.load_day(conn, day, rows, batch_size=size)
-        except Exception as exc:
-            forecast_sync.record_status(url, config.sync_type, day, None, "failed", str(exc))
-            raise
-        synced = counts.inserted + counts.updated + counts.deleted
-        forecast_sync.record_status(url, config.sync_type, day, synced, "success")
-        context.log.info(
-            f"{day}: {rows.num_rows} rows from Athena; {counts.inserted} inserted, "
-            f"{counts.updated} updated, {counts.unchanged} unchanged, {counts.deleted} deleted "
-            f"in {time.monotonic() - started:.2f}s"
-        )
-        totals["days"] += 1
-        totals["source_rows"] += rows.num_rows
-        for name in ("inserted", "updated", "unchanged", "deleted"):
-            totals[name] += getattr(counts, name)
+    # The next day's Athena read runs while this day loads: on two cores they overlap.
+    reads = prefetch(forecast_athena.each_day_rows(athena, days_of(context)), depth=1)
+    started = time.monotonic()
+    with contextlib.closing(reads):  # a failed load stops the reads at once
+        for day, rows, error in reads:
+            try:
+                if error is not None:
+                    raise error
+                with pg.connection(url) as conn:
+                    counts = forecast_sync.load_day(conn, day, rows, batch_size=size)
+            except Exception as exc:
+                forecast_sync.record_status(url, config.sync_type, day, None, "failed", str(exc))
+                raise
+            synced = counts.inserted + counts.updated + counts.deleted
+            forecast_sync.record_status(url, config.sync_type, day, synced, "success")
+            context.log.info(
+                f"{day}: {rows.num_rows} rows from Athena; {counts.inserted} inserted, "
+                f"{counts.updated} updated, {counts.unchanged} unchanged, {counts.deleted} "
+                f"deleted in {time.monotonic() - started:.2f}s"
+            )
+            started = time.monotonic()
+            totals["days"] += 1
+            totals["source_rows"] += rows.num_rows
+            for name in ("inserted", "updated", "unchanged", "deleted"):
+                totals[name] += getattr(counts, name)
     return totals
