@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines_tests.run_events import checks_passed
+from pipelines_tests.run_events import check_evaluations, checks_passed
 from pipelines_tests.test_athena_boto import inject, row
 from sqlgym_pipelines.defs import resources as resources_defs
 from sqlgym_pipelines.defs.forecast import assets, checks, sensors
@@ -211,3 +211,56 @@ def test_the_boto3_athena_path_returns_forecast_types(stack):
         "state": "CA", "y_05": Decimal("1.50"), "y_50": Decimal("2.25"), "y_95": None,
     }]  # fmt: skip
     client.close()
+
+
+def test_the_rule_checks_count_what_breaks_them(forecast, stack, s3_bucket):
+    """Rows damaged in Neon after a sync: each rule's check fails with the rows breaking it,
+    duplicate keys included once the seed's UNIQUE constraint is gone."""
+    defs, branch = forecast
+    upload(stack, s3_bucket, "forecast/a.parquet", forecast_rows([day(0)], 4, 5, seed=4))
+    tags = {"dagster/asset_partition_range_start": str(day(0)),
+            "dagster/asset_partition_range_end": str(day(0))}  # fmt: skip
+    checks_only = dg.define_asset_job(
+        "forecast_checks_only", selection=dg.AssetSelection.checks_for_assets(assets.TABLE_KEY)
+    )
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[checks_only]))
+    with dg.instance_for_test() as instance:
+        assert run(defs, instance, dg.RunRequest(tags=tags)).success
+        with pg.connection(neon_url(stack, branch)) as conn:
+            conn.execute(
+                "UPDATE forecast_data SET state = 'ca' WHERE restaurant_id = 1 AND "
+                "inventory_item_id <= 2"
+            )
+            conn.execute(
+                "UPDATE forecast_data SET y_05 = y_50 + 1 WHERE restaurant_id = 2 AND "
+                "inventory_item_id = 1"
+            )
+            conn.execute("ALTER TABLE forecast_data ALTER y_50 DROP NOT NULL")
+            conn.execute("UPDATE forecast_data SET y_50 = NULL WHERE restaurant_id = 3")
+            name = conn.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'forecast_data'::regclass "
+                "AND contype = 'u'"
+            ).fetchone()[0]
+            conn.execute(f'ALTER TABLE forecast_data DROP CONSTRAINT "{name}"')
+            conn.execute(
+                "INSERT INTO forecast_data (restaurant_id, inventory_item_id, business_date, "
+                "state, y_50) SELECT restaurant_id, inventory_item_id, business_date, state, y_50 "
+                "FROM forecast_data WHERE restaurant_id = 4 AND inventory_item_id <= 3"
+            )
+        result = defs.resolve_job_def("forecast_checks_only").execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False
+        )
+    evaluations = check_evaluations(result)
+    violations = {
+        name: ev.metadata["violations"].value for name, ev in evaluations.items()
+        if "violations" in ev.metadata
+    }  # fmt: skip
+    assert violations == {
+        "forecast_data_state_is_two_letters": 2,
+        "forecast_data_quantiles_ordered": 1,
+        "forecast_data_y_50_not_null": 5,  # restaurant 3's five items
+        "forecast_data_natural_key_unique": 3,
+    }
+    assert not any(evaluations[name].passed for name in violations)
+    # 20 rows + 3 duplicates in Neon, Athena's 20: the counts differ too
+    assert evaluations["forecast_data_rows_match_athena"].passed is False

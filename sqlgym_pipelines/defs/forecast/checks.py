@@ -8,18 +8,16 @@ from sqlgym_pipelines.lib import forecast_athena, forecast_checks, pg
 from sqlgym_pipelines.resources.athena import AthenaResource
 from sqlgym_pipelines.resources.neon import NeonResource
 
+# check name -> (lib rule, description)
 RULES = {
-    "forecast_data_y_50_not_null": (forecast_checks.y_50_nulls, "no NULL y_50"),
-    "forecast_data_quantiles_ordered": (
-        forecast_checks.quantiles_out_of_order,
-        "y_05 <= y_50 <= y_95 where present",
-    ),
+    "forecast_data_y_50_not_null": ("y_50_not_null", "no NULL y_50"),
+    "forecast_data_quantiles_ordered": ("quantiles_ordered", "y_05 <= y_50 <= y_95 where present"),
     "forecast_data_state_is_two_letters": (
-        forecast_checks.bad_states,
+        "state_is_two_letters",
         "state is two upper-case letters",
     ),
     "forecast_data_natural_key_unique": (
-        forecast_checks.duplicate_keys,
+        forecast_checks.KEY_RULE,
         "no duplicate (restaurant_id, inventory_item_id, business_date)",
     ),
 }
@@ -29,25 +27,33 @@ def _url(neon: NeonResource) -> str:
     return neon.connection_url(neon.target().neon_branch)
 
 
-def _rule_check(name: str, count, description: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        name=name,
-        asset=TABLE_KEY,
-        partitions_def=forecast_partitions,
-        blocking=True,
-        description=description,
-    )
-    def _check(context, neon: NeonResource) -> dg.AssetCheckResult:
-        days = days_of(context)
-        with pg.connection(_url(neon)) as conn:
-            bad = count(conn, days)
-        return dg.AssetCheckResult(
+@dg.multi_asset_check(
+    name="forecast_data_rules",
+    specs=[
+        dg.AssetCheckSpec(
+            name,
+            asset=TABLE_KEY,
+            description=text,
+            blocking=True,
+            partitions_def=forecast_partitions,
+        )
+        for name, (_, text) in RULES.items()
+    ],
+    description="The seed's data rules, counted for the run's business_dates in one scan.",
+)
+def forecast_data_rules(context: dg.AssetCheckExecutionContext, neon: NeonResource):
+    days = days_of(context)
+    with pg.connection(_url(neon)) as conn:
+        found = forecast_checks.violations(conn, days)
+    for name, (rule, text) in RULES.items():
+        bad = found[rule]
+        yield dg.AssetCheckResult(
+            asset_key=TABLE_KEY,
+            check_name=name,
             passed=bad == 0,
-            description=f"{bad} row(s) break it" if bad else description,
+            description=f"{bad} row(s) break it" if bad else text,
             metadata={"violations": bad, "days": [str(d) for d in days]},
         )
-
-    return _check
 
 
 @dg.definitions
@@ -92,5 +98,4 @@ def forecast_checks_defs() -> dg.Definitions:
             metadata={"indexes": dg.MetadataValue.json(report)},
         )
 
-    rules = [_rule_check(name, count, text) for name, (count, text) in RULES.items()]
-    return dg.Definitions(asset_checks=[rows_match_athena, indexes_valid, *rules])
+    return dg.Definitions(asset_checks=[rows_match_athena, indexes_valid, forecast_data_rules])
