@@ -466,7 +466,6 @@ def sync_profiled(
     phases.wrap(pg_load, "deduplicated", "dedupe (client)")
     phases.wrap(pg_load, "dedupe", "dedupe (server)")
     phases.wrap(pg_load, "_partition_rows", "partition rows")
-    phases.wrap(pg_load, "_copied_into_empty", "COPY into empty partition")
     phases.wrap(pg_load, "copy_arrow", "COPY (staging, or an empty partition)")
     phases.wrap(pg_load, "stage_changes", "new and changed rows (hash join)")
     phases.wrap(pg_load, "_insert", "merge INSERT")

@@ -689,6 +689,7 @@ def load_arrow(
     check_target(conn, target, first.schema.names, key, mode)
     if delete_missing and (partition_where is None or not key):
         raise ConfigError(f"delete_missing into {target} needs partition_where and key")
+    raise_work_mem(conn)  # the join in stage_changes hashes the partition's rows
     owned = None  # the partition's rows before the load (None: not counted)
     if mode == "upsert" and partition_where is not None:
         owned = _partition_rows(conn, target, partition_where, exact=delete_missing)
