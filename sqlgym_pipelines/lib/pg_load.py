@@ -729,9 +729,7 @@ def load_arrow(
             lambda: merge(conn, staging, target, mode="append", staged_rows=staged, **options),
             conn,
         )
-    if counts is not None:
-        pass
-    elif owned and values:
+    if counts is None and owned and values:
         changes = TableRef("pg_temp", f"_changes_{target.name}"[:63])
         rows, new = stage_changes(
             conn, staging, changes, target, first.schema.names, key, partition_where
@@ -744,7 +742,7 @@ def load_arrow(
         counts.unchanged = staged - counts.inserted - counts.updated
         if delete_missing and owned > staged - new:  # some of its rows matched no staged row
             counts.deleted = delete_absent(conn, staging, target, key, partition_where)
-    else:
+    elif counts is None:
         counts = merge(conn, staging, target, mode=mode, staged_rows=staged, **options)
         if delete_missing:
             counts.deleted = delete_absent(conn, staging, target, key, partition_where)
@@ -888,11 +886,6 @@ def delete_absent_statement(
         "DELETE FROM {t} t USING (SELECT {keys} FROM {t} WHERE {where} "
         "EXCEPT SELECT {keys} FROM {s}) d WHERE {m}"
     ).format(t=target.ident, keys=keys, where=partition_where, s=staging.ident, m=match)
-
-
-def _any_row(conn: psycopg.Connection, target: TableRef, where: sql.Composable) -> bool:
-    stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} t WHERE {})").format(target.ident, where)
-    return conn.execute(stmt).fetchone()[0]
 
 
 def _chain(first, rest):
