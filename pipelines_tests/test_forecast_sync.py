@@ -151,7 +151,8 @@ def test_each_day_rows_hands_a_failed_read_to_the_caller_with_its_day():
     an item naming its day (recorded against it), and nothing is read after it."""
 
     class Athena:  # the outermost edge: a service whose third query fails
-        asked: list = []
+        def __init__(self):
+            self.asked = []
 
         def query(self, sql, params):
             self.asked.append(params[0])
@@ -160,8 +161,9 @@ def test_each_day_rows_hands_a_failed_read_to_the_caller_with_its_day():
             return pa.table({"business_date": pa.array(params, pa.date32())})
 
     days = [dt.date(2026, 2, d) for d in range(1, 6)]
-    got = list(forecast_athena.each_day_rows(Athena(), days))
+    athena = Athena()
+    got = list(forecast_athena.each_day_rows(athena, days))
     assert [(d, r is not None, type(e).__name__) for d, r, e in got] == [
         (days[0], True, "NoneType"), (days[1], True, "NoneType"), (days[2], False, "TimeoutError")
     ]  # fmt: skip
-    assert Athena.asked == days[:3]
+    assert athena.asked == days[:3]

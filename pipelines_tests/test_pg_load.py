@@ -694,8 +694,10 @@ def test_merge_upsert_falls_back_to_on_conflict_when_a_new_key_is_inserted_concu
     ]  # fmt: skip
 
 
-def test_upsert_dedupe_is_not_quadratic(pg_db, upsert_with):
-    """30k staged rows with 10k superseded (a self-join dedupe was quadratic: minutes here)."""
+@pytest.mark.parametrize("as_batches", [False, True], ids=["arrow", "server"])
+def test_upsert_dedupe_is_not_quadratic(pg_db, upsert_with, as_batches):
+    """30k staged rows with 10k superseded (a self-join dedupe was quadratic: minutes here);
+    a table is deduplicated in Arrow, batches in the server."""
     n = 20_000
     _execute(pg_db, "CREATE TABLE big (id bigint PRIMARY KEY, v text)")
     ids = list(range(n)) + list(range(0, n, 2))
@@ -704,7 +706,7 @@ def test_upsert_dedupe_is_not_quadratic(pg_db, upsert_with):
         counts = load_arrow(
             conn,
             TableRef("public", "big"),
-            data,
+            iter(data.to_batches(max_chunksize=7_000)) if as_batches else data,
             mode="upsert",
             key=["id"],
             upsert_with=upsert_with,

@@ -589,9 +589,18 @@ def _comparable(value: sql.Composable, type_name: str) -> sql.Composable:
     return sql.SQL("({})::{}").format(value, sql.SQL(as_type))
 
 
-def _compared(alias: str, values: Sequence[str], types: dict[str, str]) -> sql.Composable:
-    """The value columns of `alias` as the unchanged-row check compares them."""
-    return sql.SQL(", ").join(_comparable(sql.Identifier(alias, c), types[c]) for c in values)
+def _compared(
+    alias: str, values: Sequence[str], types: dict[str, str], *, cast: bool = False
+) -> sql.Composable:
+    """The value columns of `alias` as the unchanged-row check compares them (cast: staged
+    columns, first cast to the target's types)."""
+
+    def column(c: str) -> sql.Composable:
+        if cast:
+            return sql.SQL("{}::{}").format(sql.Identifier(alias, c), sql.SQL(types[c]))
+        return sql.Identifier(alias, c)
+
+    return sql.SQL(", ").join(_comparable(column(c), types[c]) for c in values)
 
 
 def _assignments(alias, values, types, columns, touch_column) -> sql.Composable:
@@ -625,12 +634,7 @@ def _insert(conn, staging, target, columns, types, mode, key, touch_column, rows
                     for c in key
                 ),
                 old=_compared("cur", values, types),
-                new=sql.SQL(", ").join(
-                    _comparable(
-                        sql.SQL("s.{}::{}").format(sql.Identifier(c), sql.SQL(types[c])), types[c]
-                    )
-                    for c in values
-                ),
+                new=_compared("s", values, types, cast=True),
             )
         if values:
             stmt += sql.SQL(
@@ -819,10 +823,6 @@ def stage_changes(
         sql.SQL("s.{c}::{ty} AS {c}").format(c=sql.Identifier(c), ty=sql.SQL(types[c]))
         for c in columns
     )
-    new = sql.SQL(", ").join(
-        _comparable(sql.SQL("s.{}::{}").format(sql.Identifier(c), sql.SQL(types[c])), types[c])
-        for c in values
-    )
     stmt = sql.SQL(
         "CREATE TEMP TABLE {changes} AS SELECT {staged}, t.{hit} IS NOT NULL AS {hit} "
         "FROM {s} s LEFT JOIN (SELECT true AS {hit}, {cols} FROM {t} WHERE {where}) t ON {on} "
@@ -840,7 +840,7 @@ def stage_changes(
             for c in key
         ),
         old=_compared("t", values, types),
-        new=new,
+        new=_compared("s", values, types, cast=True),
     )
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(changes.ident))
     # A hash join whatever the estimates: the target's statistics often predate the partition
